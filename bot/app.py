@@ -1,0 +1,122 @@
+"""GridBot: wires config, database, client, sync loop, dispatcher and sender together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from nio import AsyncClient
+
+import handlers.help
+import handlers.language
+import handlers.whoami
+from bot.client import build_client, login, upload_filter
+from bot.commands import DIRECT, Router
+from bot.config import Config
+from bot.context import Services
+from bot.dispatcher import Dispatcher
+from bot.sender import Sender
+from bot.syncer import SyncLoop
+from handlers.membership import InviteHandler
+from messages import Messages
+from storage import sessions
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+HANDLER_MODULES = (handlers.help, handlers.whoami, handlers.language)
+
+
+def build_router() -> Router:
+    router = Router()
+    for module in HANDLER_MODULES:
+        router.include(module)
+    return router
+
+
+class GridBot:
+    def __init__(self, config: Config, db: Database | None = None) -> None:
+        self.config = config
+        self._own_db = db is None
+        self.db = db or Database(config.database_url)
+        self.services = Services(config=config, messages=Messages(), router=build_router())
+        self._stopping = asyncio.Event()
+        # Set once logged in and the first sync is stored and handled (tests wait for it).
+        self.ready = asyncio.Event()
+        self.client: AsyncClient | None = None
+        self.sender: Sender | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self.db.upgrade()
+        client = self.client = build_client(self.config)
+        try:
+            await login(client, self.config, self.db)
+            filter_id = await upload_filter(client, self.config, self.db)
+            async with self.db.transaction() as session:
+                stored = await sessions.load(session, self.config.user_id)
+            token = stored.sync_token if stored else None
+            sender = self.sender = Sender(client, self.db)
+            self.dispatcher = Dispatcher(
+                self.services,
+                self.db,
+                bot_user_id=self.config.user_id,
+                room_kind_hint=self._room_kind_hint,
+                on_queued=sender.wake,
+            )
+            invites = InviteHandler(client, self.db, self.services, sender.wake)
+            syncer = SyncLoop(
+                client,
+                self.db,
+                timeout_ms=self.config.sync.timeout_ms,
+                filter_id=filter_id,
+                token=token,
+                on_invite=invites,
+                on_stored=self._after_store,
+            )
+            sender_task = asyncio.create_task(sender.run(), name="sender")
+            try:
+                await syncer.run(self._stopping)
+            finally:
+                await sender.stop()
+                sender_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender_task
+        finally:
+            await client.close()
+            if self._own_db:
+                await self.db.close()
+            log.info("GridBot stopped")
+
+    async def _after_store(self) -> None:
+        assert self.dispatcher is not None
+        await self.dispatcher.drain()
+        if not self.ready.is_set() and self.client and self.client.next_batch:
+            self.ready.set()
+
+    def _room_kind_hint(self, room_id: str) -> str | None:
+        room = self.client.rooms.get(room_id) if self.client else None
+        if room is None:
+            return None
+        # A room of just the bot and one person is a direct chat, whatever its flags say.
+        if room.joined_count + room.invited_count <= 2:
+            return DIRECT
+        return None
+
+
+async def run_bot(config: Config) -> None:
+    """Run until SIGTERM or Ctrl-C; the batch in hand is finished first."""
+    bot = GridBot(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, bot.stop)
+    try:
+        await bot.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,150 @@
+"""The ``gridbot`` command: run, db upgrade, roster import/check, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.config import ConfigError, load_config
+
+DEFAULT_CONFIG = "bot.yaml"
+DEFAULT_DATABASE = "sqlite+aiosqlite:///gridbot.db"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # nio logs every 429 and timeout at WARNING; our own retry code reports those.
+    logging.getLogger("nio").setLevel(logging.ERROR)
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    """--database wins; else the config file's database_url; else the default SQLite file."""
+    if getattr(args, "database", None):
+        return str(args.database)
+    config_path = Path(args.config)
+    if config_path.exists() or args.config != DEFAULT_CONFIG:
+        return load_config(config_path).database_url
+    return DEFAULT_DATABASE
+
+
+async def _with_db(
+    args: argparse.Namespace, fn: Callable[..., Awaitable[int]], *extra: object
+) -> int:
+    from storage.db import Database
+
+    db = Database(_database_url(args))
+    try:
+        await db.upgrade()
+        return await fn(db, *extra)
+    finally:
+        await db.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import run_bot
+    from bot.client import LoginFailed
+
+    config = load_config(args.config)
+    try:
+        asyncio.run(run_bot(config))
+    except LoginFailed as exc:
+        print(f"gridbot: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def upgrade(db: object) -> int:
+        from storage.migrate import current_revision
+
+        rev = await current_revision(db.engine)  # type: ignore[attr-defined]
+        print(f"database at revision {rev}")
+        return 0
+
+    return asyncio.run(_with_db(args, upgrade))
+
+
+def cmd_roster_import(args: argparse.Namespace) -> int:
+    from bot.roster.commands import cmd_import
+
+    return asyncio.run(_with_db(args, cmd_import, Path(args.file), args.dry_run))
+
+
+def cmd_roster_check(args: argparse.Namespace) -> int:
+    from bot.roster.commands import cmd_check
+
+    return asyncio.run(_with_db(args, cmd_check))
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bot.sandbox import run_sandbox
+
+    try:
+        return asyncio.run(
+            run_sandbox(Path(args.data), args.port, Path(args.roster), args.password)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridbot", description="GridBot (网格通): the safety-supervision grid on Matrix"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser, database: bool = False) -> None:
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (bot.yaml)")
+        if database:
+            p.add_argument("--database", help="database URL (overrides the config file)")
+
+    run = sub.add_parser("run", help="run the bot")
+    with_config(run)
+    run.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    with_config(up, database=True)
+    up.set_defaults(func=cmd_db_upgrade)
+
+    roster = sub.add_parser("roster", help="the grid roster (名册)")
+    r_sub = roster.add_subparsers(dest="roster_command", required=True)
+    imp = r_sub.add_parser("import", help="import a roster file (YAML, CSV, XLSX)")
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    with_config(imp, database=True)
+    imp.set_defaults(func=cmd_roster_import)
+    chk = r_sub.add_parser("check", help="coverage check: no enterprise without chief and member")
+    with_config(chk, database=True)
+    chk.set_defaults(func=cmd_roster_check)
+
+    sandbox = sub.add_parser("sandbox", help="local homeserver + demo county + bot")
+    from bot.sandbox import add_arguments
+
+    add_arguments(sandbox)
+    sandbox.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"gridbot: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Configuration: a YAML file validated by pydantic; secrets may come from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
+
+# Environment variables that override secrets in the file, so the file can be committed.
+ENV_PASSWORD = "GRIDBOT_PASSWORD"
+ENV_ACCESS_TOKEN = "GRIDBOT_ACCESS_TOKEN"
+ENV_DATABASE_URL = "GRIDBOT_DATABASE_URL"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line for the operator."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoticeTiming(_Strict):
+    """Default acknowledgement deadlines (hours) per notice kind, and reminder points."""
+
+    requirement_hours: int = Field(72, ge=1)
+    accident_case_hours: int = Field(72, ge=1)
+    inspection_bulletin_hours: int = Field(72, ge=1)
+    safety_reminder_hours: int = Field(24, ge=1)
+    # Remind unacknowledged rooms when this fraction of the window has passed.
+    remind_at_fractions: list[float] = Field(default_factory=lambda: [0.5, 0.9])
+
+
+class VisitTiming(_Strict):
+    reminder_days: list[int] = Field(default_factory=lambda: [20, 25])
+    reminder_hour: int = Field(9, ge=0, le=23)
+
+    @field_validator("reminder_days")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        for d in v:
+            if not 1 <= d <= 28:
+                raise ValueError(f"day {d} is not between 1 and 28")
+        return v
+
+
+class EscalationTiming(_Strict):
+    """Response deadlines (working hours) for a request at each level."""
+
+    member_hours: int = Field(24, ge=1)
+    level2_hours: int = Field(48, ge=1)
+    level1_hours: int = Field(72, ge=1)
+    hazard_overdue_remind_hours: int = Field(24, ge=1)
+
+
+class Timing(_Strict):
+    notices: NoticeTiming = Field(default_factory=NoticeTiming)
+    visits: VisitTiming = Field(default_factory=VisitTiming)
+    escalation: EscalationTiming = Field(default_factory=EscalationTiming)
+    conversation_idle_minutes: int = Field(30, ge=1)
+
+
+class SyncSettings(_Strict):
+    timeout_ms: int = Field(30000, ge=0)
+    timeline_limit: int = Field(10, ge=1, le=100)
+
+
+class Config(_Strict):
+    homeserver: str
+    user_id: str
+    password: str | None = None
+    access_token: str | None = None
+    device_id: str = "GRIDBOT"
+    device_name: str = "GridBot 网格通"
+    database_url: str = "sqlite+aiosqlite:///gridbot.db"
+    language: Literal["zh_CN", "en"] = "zh_CN"
+    timezone: str = "Asia/Shanghai"
+    admins: list[str] = Field(default_factory=list)
+    roster: str | None = None
+    timing: Timing = Field(default_factory=Timing)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user_id(cls, v: str) -> str:
+        if not MXID_RE.match(v):
+            raise ValueError(f"{v!r} is not a Matrix user id like @gridbot:example.org")
+        return v
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, v: list[str]) -> list[str]:
+        for mxid in v:
+            if not MXID_RE.match(mxid):
+                raise ValueError(f"{mxid!r} is not a Matrix user id like @name:example.org")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Config:
+        if not self.password and not self.access_token:
+            raise ValueError(
+                f"set password or access_token (or the {ENV_PASSWORD} / {ENV_ACCESS_TOKEN} "
+                "environment variables)"
+            )
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        msg = "is required but missing"
+    elif first["type"] == "extra_forbidden":
+        msg = "is not a known setting (see bot.example.yaml)"
+    return f"{key}: {msg}" if key != "(top level)" else msg
+
+
+def parse_config(data: object, source: str = "config") -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a mapping of settings")
+    data = dict(data)
+    # Secrets from the environment win over the file.
+    if os.environ.get(ENV_PASSWORD):
+        data["password"] = os.environ[ENV_PASSWORD]
+    if os.environ.get(ENV_ACCESS_TOKEN):
+        data["access_token"] = os.environ[ENV_ACCESS_TOKEN]
+    if os.environ.get(ENV_DATABASE_URL):
+        data["database_url"] = os.environ[ENV_DATABASE_URL]
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_format_error(err)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found (copy bot.example.yaml to start)") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}") from None
+    return parse_config(data, str(p))

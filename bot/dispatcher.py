@@ -1,0 +1,164 @@
+"""Handle each inbox event once: ignore own/old/edited events, identify, check access, route.
+
+Each event is handled in one database transaction together with the replies it queues and the
+mark that it was handled, so a crash either loses nothing (the event is still pending and is
+handled again) or repeats nothing (it is marked handled and its replies are in the outbox).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.commands import KNOWN, ArgError, Command, tr
+from bot.context import CommandContext, Services
+from storage import inbox, rooms
+from storage.db import Database
+from storage.directory import Identity, identify
+from storage.models import InboxEvent
+
+log = logging.getLogger(__name__)
+
+# Returns the room kind the client can tell (e.g. "direct" for a 1:1 room), or None.
+RoomKindHint = Callable[[str], str | None]
+# An event hook sees every event before commands; returning True means it consumed the event.
+EventHook = Callable[[CommandContext], Awaitable[bool]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        services: Services,
+        db: Database,
+        *,
+        bot_user_id: str,
+        room_kind_hint: RoomKindHint,
+        on_queued: Callable[[], None],
+    ) -> None:
+        self.services = services
+        self.db = db
+        self.bot_user_id = bot_user_id
+        self.room_kind_hint = room_kind_hint
+        self.on_queued = on_queued
+        self.hooks: list[EventHook] = []
+
+    async def drain(self) -> int:
+        """Handle every pending inbox event, oldest first. Returns how many were handled."""
+        done = 0
+        while True:
+            async with self.db.transaction() as session:
+                batch = await inbox.pending(session)
+            if not batch:
+                return done
+            for event in batch:
+                await self.handle(event)
+                done += 1
+
+    async def handle(self, event: InboxEvent) -> None:
+        try:
+            async with self.db.transaction() as session:
+                current = await session.get(InboxEvent, event.event_id)
+                if current is None or current.handled_at is not None:
+                    return  # already handled by an earlier run
+                ctx = await self._context(session, current)
+                outcome = await self._route(ctx) if ctx else "ignored"
+                await inbox.mark_handled(session, event.event_id, outcome)
+                queued = bool(ctx and ctx.sent)
+        except Exception:
+            log.exception("handling %s in %s failed", event.event_id, event.room_id)
+            await self._fail(event)
+            queued = True
+        if queued:
+            self.on_queued()
+
+    async def _context(self, session: Any, event: InboxEvent) -> CommandContext | None:
+        if event.sender == self.bot_user_id:
+            return None
+        room = await rooms.get(session, event.room_id)
+        if (
+            room is not None
+            and room.joined_ts is not None
+            and event.origin_server_ts < room.joined_ts
+        ):
+            return None  # from before the bot joined this room
+        content = event.source.get("content") or {}
+        relates = content.get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            return None  # an edit: re-running the command would do it twice
+        ident = await identify(session, event.sender, self.services.admins)
+        kind = room.kind if room is not None else "other"
+        if kind == "other":
+            kind = self.room_kind_hint(event.room_id) or kind
+        return CommandContext(
+            services=self.services,
+            session=session,
+            event=event,
+            identity=ident,
+            room_kind=kind,
+            locale=self._locale(ident),
+        )
+
+    def _locale(self, ident: Identity) -> str:
+        return ident.language or self.services.config.language
+
+    async def _route(self, ctx: CommandContext) -> str:
+        for hook in self.hooks:
+            if await hook(ctx):
+                return "handled"
+        if ctx.event.type != "m.room.message":
+            return "ignored"
+        content = ctx.event.source.get("content") or {}
+        if content.get("msgtype") != "m.text" or not isinstance(content.get("body"), str):
+            return "ignored"
+        inv = self.services.router.parse(content["body"])
+        if inv is None:
+            return "ignored"
+        if inv.command is None:
+            ctx.reply("unknown_command", name=inv.invoked_as)
+            return "unknown"
+        return await self._run(ctx, inv.command, inv.invoked_as, inv.arg_text)
+
+    async def _run(self, ctx: CommandContext, cmd: Command, invoked_as: str, arg_text: str) -> str:
+        ctx.command, ctx.invoked_as = cmd, invoked_as
+        ident = ctx.identity
+        if cmd.roles == KNOWN and not ident.known:
+            ctx.reply("not_in_roster", name=invoked_as)
+            return "denied"
+        if not cmd.allowed_for(ident.role_kinds, ident.known):
+            ctx.reply("not_allowed", command=cmd, usage=cmd.usage(ctx.locale))
+            return "denied"
+        if not cmd.allowed_in(ctx.room_kind):
+            ctx.reply("wrong_room", command=cmd, rooms=sorted(cmd.rooms or ()))
+            return "denied"
+        try:
+            ctx.args = cmd.parse_args(arg_text)
+        except ArgError as err:
+            ctx.reply(
+                "usage",
+                usage=cmd.usage(ctx.locale),
+                reason=tr(err.reason, ctx.locale),
+                summary=tr(cmd.summary, ctx.locale),
+                name=cmd.name,
+            )
+            return "bad_args"
+        await cmd.handler(ctx)
+        return "handled"
+
+    async def _fail(self, event: InboxEvent) -> None:
+        """Mark a failed event handled (so it cannot loop) and tell the sender."""
+        async with self.db.transaction() as session:
+            current = await session.get(InboxEvent, event.event_id)
+            if current is None or current.handled_at is not None:
+                return
+            ident = await identify(session, event.sender, self.services.admins)
+            ctx = CommandContext(
+                services=self.services,
+                session=session,
+                event=current,
+                identity=ident,
+                room_kind="other",
+                locale=self._locale(ident),
+            )
+            ctx.reply("internal_error")
+            await inbox.mark_handled(session, event.event_id, "error")

@@ -1,0 +1,152 @@
+"""Send the outbox: one worker per room, so a rate-limited room does not stall the others.
+
+Every message carries the transaction id stored with it before the first attempt; Synapse
+deduplicates on (room, sender, device, txn id), so a retry after a lost response never shows
+the message twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiohttp
+from nio import AsyncClient, RoomSendError, RoomSendResponse
+
+from storage import outbox
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+# Errors after which retrying cannot help: the message is marked failed and reported.
+_PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class Backoff:
+    """Capped exponential backoff: 0.5 s, 1 s, 2 s … up to ``cap``."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * (2**self.failures))
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        client: AsyncClient,
+        db: Database,
+        *,
+        max_in_flight: int = 16,
+        on_failed: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.db = db
+        self._wake = asyncio.Event()
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._stopping = False
+        self.on_failed = on_failed
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Start a worker for every room with pending messages, whenever woken."""
+        self._wake.set()  # pick up what a previous run left pending
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            async with self.db.transaction() as session:
+                room_ids = await outbox.pending_rooms(session)
+            for room_id in room_ids:
+                if room_id not in self._workers:
+                    self._workers[room_id] = asyncio.create_task(
+                        self._room_worker(room_id), name=f"send:{room_id}"
+                    )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let in-flight sends finish (what is left stays in the outbox for the next start)."""
+        self._stopping = True
+        self._wake.set()
+        workers = list(self._workers.values())
+        if workers:
+            _done, still = await asyncio.wait(workers, timeout=grace)
+            for t in still:
+                t.cancel()
+
+    async def _room_worker(self, room_id: str) -> None:
+        try:
+            await self._drain_room(room_id)
+        finally:
+            self._workers.pop(room_id, None)
+
+    async def _drain_room(self, room_id: str) -> None:
+        backoff = Backoff()
+        while not self._stopping:
+            async with self.db.transaction() as session:
+                msg = await outbox.next_for_room(session, room_id)
+            if msg is None:
+                # No await between the empty check and leaving the table: a message queued
+                # from now on wakes the run loop, which then sees no worker and starts one.
+                self._workers.pop(room_id, None)
+                return
+            async with self._slots:
+                try:
+                    resp = await self.client.room_send(
+                        room_id,
+                        msg.event_type,
+                        msg.content,
+                        tx_id=msg.txn_id,
+                        ignore_unverified_devices=True,
+                    )
+                except _NETWORK_ERRORS as exc:
+                    delay = backoff.next_delay()
+                    log.warning("send to %s failed (%s); retry in %.1fs", room_id, exc, delay)
+                    await self._record(msg.id, repr(exc), give_up=False)
+                    await asyncio.sleep(delay)
+                    continue
+            if isinstance(resp, RoomSendResponse):
+                backoff.reset()
+                async with self.db.transaction() as session:
+                    await outbox.mark_sent(session, msg.id, resp.event_id)
+                continue
+            await self._handle_error(room_id, msg.id, resp, backoff)
+
+    async def _handle_error(
+        self, room_id: str, msg_id: int, resp: object, backoff: Backoff
+    ) -> None:
+        code = getattr(resp, "status_code", None)
+        text = f"{code}: {getattr(resp, 'message', resp)}"
+        if code in ("M_LIMIT_EXCEEDED", 429):
+            wait_ms = getattr(resp, "retry_after_ms", None) or 1000
+            log.info("rate limited in %s; waiting %d ms", room_id, wait_ms)
+            await asyncio.sleep(wait_ms / 1000)
+            return
+        give_up = code in _PERMANENT
+        await self._record(msg_id, text, give_up=give_up)
+        if give_up:
+            log.error("giving up on message %d to %s: %s", msg_id, room_id, text)
+            if self.on_failed:
+                self.on_failed(msg_id, text)
+            return
+        delay = backoff.next_delay()
+        log.warning("send to %s failed (%s); retry in %.1fs", room_id, text, delay)
+        await asyncio.sleep(delay)
+
+    async def _record(self, msg_id: int, error: str, *, give_up: bool) -> None:
+        async with self.db.transaction() as session:
+            await outbox.mark_attempt(session, msg_id, error, give_up=give_up)
+
+
+__all__ = ["Backoff", "RoomSendError", "Sender"]

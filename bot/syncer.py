@@ -1,0 +1,261 @@
+"""The sync loop: fetch, fill gaps, store events with their sync token, then let them be handled.
+
+Unlike nio's ``sync_forever`` the token is saved only in the same transaction as the events it
+covers, and a ``limited`` timeline is paged back through ``/messages`` down to the last event
+already in the inbox (or the bot's join), so commands sent during an outage are all handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from nio import (
+    AsyncClient,
+    InviteMemberEvent,
+    MessageDirection,
+    RoomGetStateResponse,
+    RoomMessagesResponse,
+    SyncResponse,
+)
+
+from bot.sender import Backoff
+from storage import inbox, rooms
+from storage.db import Database
+from storage.inbox import IncomingEvent
+
+log = logging.getLogger(__name__)
+
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+_GAP_PAGE = 100
+_GAP_MAX_PAGES = 50  # 5,000 events per room per outage; beyond that the oldest are dropped
+
+
+@dataclass(frozen=True)
+class Invite:
+    room_id: str
+    inviter: str
+    is_direct: bool
+
+
+@dataclass(frozen=True)
+class JoinPoint:
+    ts: int
+    event_id: str | None
+
+
+def _incoming(room_id: str, source: dict[str, Any]) -> IncomingEvent | None:
+    event_id = source.get("event_id")
+    if not event_id:
+        return None
+    return IncomingEvent(
+        event_id=event_id,
+        room_id=room_id,
+        sender=source.get("sender", ""),
+        type=source.get("type", ""),
+        origin_server_ts=int(source.get("origin_server_ts", 0)),
+        source=source,
+    )
+
+
+def _sources(events: Iterable[Any]) -> list[dict[str, Any]]:
+    return [e.source if hasattr(e, "source") else e for e in events]
+
+
+class SyncLoop:
+    def __init__(
+        self,
+        client: AsyncClient,
+        db: Database,
+        *,
+        timeout_ms: int,
+        filter_id: str | dict[str, Any] | None,
+        token: str | None,
+        on_invite: Callable[[Invite], Awaitable[None]],
+        on_stored: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.timeout_ms = timeout_ms
+        self.filter_id = filter_id
+        self.token = token
+        self.on_invite = on_invite
+        self.on_stored = on_stored
+        self.user_id = client.user_id
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff(base=1.0, cap=60.0)
+        # Events stored by an earlier run but not yet handled (a crash between the two steps).
+        await self.on_stored()
+        while not stopping.is_set():
+            resp = await self._sync_or_stop(stopping, backoff)
+            if resp is None:
+                continue
+            backoff.reset()
+            # The batch in hand is finished even if a stop is requested meanwhile.
+            await asyncio.shield(self.process(resp))
+            await asyncio.shield(self.on_stored())
+
+    async def _sync_or_stop(self, stopping: asyncio.Event, backoff: Backoff) -> SyncResponse | None:
+        sync = asyncio.create_task(
+            self.client.sync(timeout=self.timeout_ms, sync_filter=self.filter_id, since=self.token)
+        )
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({sync, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not sync.done():
+            # Nothing of this sync was stored, so abandoning it loses nothing.
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
+                await sync
+            return None
+        try:
+            resp = sync.result()
+        except _NETWORK_ERRORS as exc:
+            await self._pause(stopping, backoff.next_delay(), f"sync failed: {exc!r}")
+            return None
+        if isinstance(resp, SyncResponse):
+            return resp
+        code = getattr(resp, "status_code", None)
+        if code in ("M_LIMIT_EXCEEDED", 429):
+            wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
+            await self._pause(stopping, wait, "sync rate limited")
+        else:
+            await self._pause(stopping, backoff.next_delay(), f"sync error: {resp}")
+        return None
+
+    async def _pause(self, stopping: asyncio.Event, delay: float, why: str) -> None:
+        log.warning("%s; retrying in %.1fs", why, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=delay)
+
+    async def process(self, resp: SyncResponse) -> None:
+        """Store the events of one sync response (gaps filled) and its token in one transaction."""
+        joined = resp.rooms.join
+        async with self.db.transaction() as session:
+            known_rooms = {
+                r.room_id: r for r in [await rooms.get(session, rid) for rid in joined] if r
+            }
+        batch: list[IncomingEvent] = []
+        joins: dict[str, JoinPoint] = {}
+        for room_id, info in joined.items():
+            state = _sources(info.state)
+            timeline = _sources(info.timeline.events)
+            join = self._own_join(state + timeline)
+            known = known_rooms.get(room_id)
+            if join is None and (known is None or known.joined_ts is None):
+                join = await self._join_from_state(room_id)
+            if join is not None:
+                joins[room_id] = join
+            if info.timeline.limited and info.timeline.prev_batch:
+                point = join or (
+                    JoinPoint(known.joined_ts or 0, known.join_event_id) if known else None
+                )
+                older = await self._fill_gap(room_id, info.timeline.prev_batch, point, timeline)
+                timeline = older + timeline
+            batch.extend(e for e in (_incoming(room_id, s) for s in timeline) if e)
+
+        for invite in self._invites(resp):
+            await self.on_invite(invite)
+
+        async with self.db.transaction() as session:
+            for room_id, point in joins.items():
+                await rooms.record_join(session, room_id, point.ts, point.event_id)
+            for room_id in resp.rooms.leave:
+                await rooms.record_leave(session, room_id)
+            added = await inbox.store_batch(session, self.user_id, batch, resp.next_batch)
+        self.token = resp.next_batch
+        if added:
+            log.debug("stored %d new events", added)
+
+    def _own_join(self, sources: list[dict[str, Any]]) -> JoinPoint | None:
+        point = None
+        for src in sources:
+            if (
+                src.get("type") == "m.room.member"
+                and src.get("state_key") == self.user_id
+                and (src.get("content") or {}).get("membership") == "join"
+                and src.get("event_id")
+            ):
+                ts = int(src.get("origin_server_ts", 0))
+                prev = (src.get("unsigned") or {}).get("prev_content") or {}
+                if prev.get("membership") == "join":
+                    continue  # a profile change, not a (re)join
+                if point is None or ts >= point.ts:
+                    point = JoinPoint(ts, src["event_id"])
+        return point
+
+    async def _join_from_state(self, room_id: str) -> JoinPoint | None:
+        resp = await self.client.room_get_state(room_id)
+        if not isinstance(resp, RoomGetStateResponse):
+            log.warning("cannot read state of %s: %s", room_id, resp)
+            return None
+        return self._own_join(resp.events)
+
+    async def _fill_gap(
+        self,
+        room_id: str,
+        prev_batch: str,
+        join: JoinPoint | None,
+        timeline: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Page back from ``prev_batch`` to the newest event we already have, or the join."""
+        collected: list[dict[str, Any]] = []
+        in_batch = {s.get("event_id") for s in timeline}
+        token: str | None = prev_batch
+        for _ in range(_GAP_MAX_PAGES):
+            if token is None:
+                break
+            resp = await self.client.room_messages(
+                room_id, start=token, direction=MessageDirection.back, limit=_GAP_PAGE
+            )
+            if not isinstance(resp, RoomMessagesResponse):
+                code = getattr(resp, "status_code", None)
+                if code in ("M_LIMIT_EXCEEDED", 429):
+                    await asyncio.sleep((getattr(resp, "retry_after_ms", None) or 1000) / 1000)
+                    continue
+                log.error("cannot page back in %s: %s; some events may be missed", room_id, resp)
+                break
+            page = _sources(resp.chunk)
+            async with self.db.transaction() as session:
+                have = await inbox.known_event_ids(session, (s.get("event_id", "") for s in page))
+            reached = False
+            for src in page:  # newest first
+                eid = src.get("event_id")
+                if eid in have or (
+                    join is not None
+                    and (eid == join.event_id or int(src.get("origin_server_ts", 0)) < join.ts)
+                ):
+                    reached = True
+                    break
+                if eid not in in_batch:
+                    collected.append(src)
+            if reached or not page or resp.end in (None, token):
+                break
+            token = resp.end
+        else:
+            log.error("gap in %s longer than %d events; oldest dropped", room_id, len(collected))
+        collected.reverse()
+        if collected:
+            log.info("filled a gap of %d events in %s", len(collected), room_id)
+        return collected
+
+    def _invites(self, resp: SyncResponse) -> list[Invite]:
+        found = []
+        for room_id, info in resp.rooms.invite.items():
+            for ev in info.invite_state:
+                # nio keeps the content of stripped invite events on the object, not in .source.
+                if (
+                    isinstance(ev, InviteMemberEvent)
+                    and ev.state_key == self.user_id
+                    and ev.membership == "invite"
+                ):
+                    is_direct = bool((ev.content or {}).get("is_direct"))
+                    found.append(Invite(room_id, ev.sender, is_direct))
+                    break
+        return found

@@ -1,0 +1,73 @@
+"""Outgoing texts: one Jinja2 template per message and locale, each with a plain and an HTML block.
+
+``messages/<locale>/<name>.j2`` defines ``{% block plain %}`` and ``{% block html %}``. The HTML
+block is rendered with autoescaping on, so user text put into it is escaped; the plain block is
+not HTML and is rendered as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+LOCALES = ("zh_CN", "en")
+DEFAULT_LOCALE = "zh_CN"
+_ROOT = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Rendered:
+    plain: str
+    html: str
+
+    def content(self, msgtype: str = "m.notice") -> dict[str, Any]:
+        return {
+            "msgtype": msgtype,
+            "body": self.plain,
+            "format": "org.matrix.custom.html",
+            "formatted_body": self.html,
+        }
+
+
+def _tidy(text: str) -> str:
+    # Templates are written readably; collapse the blank lines that block tags leave behind.
+    lines = [ln.rstrip() for ln in text.strip("\n").splitlines()]
+    out: list[str] = []
+    for ln in lines:
+        if ln == "" and out and out[-1] == "":
+            continue
+        out.append(ln)
+    return "\n".join(out).strip()
+
+
+class Messages:
+    """Renders templates; falls back to the default locale when a locale lacks a template."""
+
+    def __init__(self, root: Path = _ROOT) -> None:
+        loader = FileSystemLoader(str(root))
+        common = {
+            "loader": loader,
+            "undefined": StrictUndefined,
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+            "keep_trailing_newline": False,
+        }
+        self._plain = Environment(autoescape=False, **common)
+        self._html = Environment(autoescape=True, **common)
+        self._root = root
+
+    def has(self, locale: str, name: str) -> bool:
+        return (self._root / locale / f"{name}.j2").is_file()
+
+    def render(self, locale: str, name: str, /, **ctx: Any) -> Rendered:
+        if locale not in LOCALES or not self.has(locale, name):
+            locale = DEFAULT_LOCALE
+        path = f"{locale}/{name}.j2"
+        plain_t = self._plain.get_template(path)
+        html_t = self._html.get_template(path)
+        plain = "".join(plain_t.blocks["plain"](plain_t.new_context(ctx)))
+        html = "".join(html_t.blocks["html"](html_t.new_context(ctx)))
+        return Rendered(_tidy(plain), _tidy(html))

@@ -1,0 +1,84 @@
+"""The inbox: received events, stored with the sync token that covers them, handled once each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import BotSession, InboxEvent
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    event_id: str
+    room_id: str
+    sender: str
+    type: str
+    origin_server_ts: int
+    source: dict[str, Any]
+
+
+async def known_event_ids(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
+    ids = list(event_ids)
+    if not ids:
+        return set()
+    rows = await session.scalars(select(InboxEvent.event_id).where(InboxEvent.event_id.in_(ids)))
+    return set(rows)
+
+
+async def store_batch(
+    session: AsyncSession, user_id: str, events: Sequence[IncomingEvent], sync_token: str
+) -> int:
+    """Insert new events and move the sync token, in the caller's transaction.
+
+    Events already in the inbox are skipped, so a repeated sync or an overlapping gap fill
+    never creates a second copy. Returns how many events were new.
+    """
+    known = await known_event_ids(session, (e.event_id for e in events))
+    seq = (await session.scalar(select(func.max(InboxEvent.seq)))) or 0
+    added = 0
+    seen: set[str] = set()
+    for ev in events:
+        if ev.event_id in known or ev.event_id in seen:
+            continue
+        seen.add(ev.event_id)
+        seq += 1
+        added += 1
+        session.add(
+            InboxEvent(
+                event_id=ev.event_id,
+                seq=seq,
+                room_id=ev.room_id,
+                sender=ev.sender,
+                type=ev.type,
+                origin_server_ts=ev.origin_server_ts,
+                source=ev.source,
+            )
+        )
+    await session.execute(
+        update(BotSession).where(BotSession.user_id == user_id).values(sync_token=sync_token)
+    )
+    return added
+
+
+async def pending(session: AsyncSession, limit: int = 100) -> list[InboxEvent]:
+    rows = await session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.handled_at.is_(None))
+        .order_by(InboxEvent.seq)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def mark_handled(session: AsyncSession, event_id: str, outcome: str) -> None:
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.event_id == event_id)
+        .values(handled_at=datetime.now(UTC), outcome=outcome)
+    )

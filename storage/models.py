@@ -1,0 +1,259 @@
+"""SQLAlchemy models: the grid roster and the bot's runtime bookkeeping.
+
+History is never hard-deleted: rows that leave the roster get ``active = False`` and a date,
+and role / assignment rows get an ``until`` date, so past reports stay true.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UnitKind(enum.StrEnum):
+    PROVINCE = "province"
+    CITY = "city"
+    COUNTY = "county"
+    # A province-level body running a special grid of its own (省综交中心, 省交通执法局, 厅治超办).
+    SPECIAL = "special"
+
+
+class EnterpriseType(enum.StrEnum):
+    """The six kinds of enterprise or project in scope; values are the Chinese names."""
+
+    PASSENGER = "道路客运企业及站场"
+    FREIGHT = "道路货运企业"
+    PORT = "港口码头"
+    SHIPPING = "航运企业"
+    FERRY = "渡口"
+    CONSTRUCTION = "在建交通工程"
+
+
+class RoleKind(enum.StrEnum):
+    L1_CHIEF = "l1_chief"  # 一级网格长: bureau head
+    L1_OFFICE_DIRECTOR = "l1_office_director"  # 一级网格办公室主任
+    L1_OFFICE_MEMBER = "l1_office_member"  # 一级网格办公室成员
+    L2_CHIEF = "l2_chief"  # 二级网格长: deputy head; also a level-1 member
+    L2_OFFICE_MEMBER = "l2_office_member"  # 二级网格办公室成员
+    L2_MEMBER = "l2_member"  # 二级网格员: serves 1:N enterprises
+    ENT_CHIEF = "ent_chief"  # 三级网格长: enterprise principal
+    ENT_MEMBER = "ent_member"  # 三级网格员
+
+
+class AdminUnit(Base):
+    """Province, city, county, or a province-level special body that owns grids."""
+
+    __tablename__ = "admin_units"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_admin_units_kind_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("admin_units.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_on: Mapped[date | None] = mapped_column(Date)
+
+    parent: Mapped[AdminUnit | None] = relationship(remote_side=[id])
+
+
+class Grid(Base):
+    """A level-1 grid (one per county or special body) or a level-2 grid (one per domain)."""
+
+    __tablename__ = "grids"
+    __table_args__ = (UniqueConstraint("unit_id", "level", "domain", name="uq_grids_unit_domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id"))
+    level: Mapped[int] = mapped_column(Integer)
+    # Level 2: the business domain (e.g. 道路货运); level 1: the empty string.
+    domain: Mapped[str] = mapped_column(String(100), default="")
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_on: Mapped[date | None] = mapped_column(Date)
+
+    unit: Mapped[AdminUnit] = relationship()
+    parent: Mapped[Grid | None] = relationship(remote_side=[id])
+
+
+class Enterprise(Base):
+    """A level-3 grid: one enterprise or project, served by a level-2 grid."""
+
+    __tablename__ = "enterprises"
+    __table_args__ = (UniqueConstraint("unit_id", "name", name="uq_enterprises_unit_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("admin_units.id"))
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_on: Mapped[date | None] = mapped_column(Date)
+    deactivated_on: Mapped[date | None] = mapped_column(Date)
+
+    unit: Mapped[AdminUnit] = relationship()
+    grid: Mapped[Grid] = relationship()
+
+
+class Person(Base):
+    """Someone in the roster. Identified by Matrix id when known, else by phone."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    matrix_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_on: Mapped[date | None] = mapped_column(Date)
+
+
+class Role(Base):
+    """A person's role in a grid or enterprise over a period (``until`` None = current)."""
+
+    __tablename__ = "roles"
+    __table_args__ = (
+        Index("ix_roles_person_current", "person_id", "until"),
+        Index("ix_roles_grid", "grid_id"),
+        Index("ix_roles_enterprise", "enterprise_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"))
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)
+
+    person: Mapped[Person] = relationship()
+    grid: Mapped[Grid | None] = relationship()
+    enterprise: Mapped[Enterprise | None] = relationship()
+
+
+class Assignment(Base):
+    """The 1:N service of a level-2 member to an enterprise over a period."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_assignments_person", "person_id", "until"),
+        Index("ix_assignments_enterprise", "enterprise_id", "until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
+    since: Mapped[date] = mapped_column(Date)
+    until: Mapped[date | None] = mapped_column(Date)
+
+    person: Mapped[Person] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+
+
+# --- runtime ---------------------------------------------------------------------------------
+
+
+class BotSession(Base):
+    """The bot's login and sync position; one row per bot user."""
+
+    __tablename__ = "bot_session"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(255))
+    access_token: Mapped[str] = mapped_column(Text)
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    filter_id: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class UserPreference(Base):
+    """Per-Matrix-user settings chosen in chat (e.g. /language), for roster people and admins."""
+
+    __tablename__ = "user_prefs"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(8))
+
+
+class RoomInfo(Base):
+    """What the bot knows of a room: when it joined, and what the room is for."""
+
+    __tablename__ = "rooms"
+
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # county_space, grid_space, l1_room, l2_room, enterprise_room, admin_room, direct, other
+    kind: Mapped[str] = mapped_column(String(32), default="other")
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("admin_units.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprises.id"))
+    # origin_server_ts (ms) of the bot's latest join; earlier events are ignored.
+    joined_ts: Mapped[int | None] = mapped_column(BigInteger)
+    join_event_id: Mapped[str | None] = mapped_column(String(255))
+    left: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class InboxEvent(Base):
+    """Every timeline event the bot received, written in the same transaction as the sync token."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_pending", "handled_at", "seq"),)
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Arrival order, so pending events are handled in the order they were received.
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    room_id: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(255))
+    origin_server_ts: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # handled | ignored | error
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+class OutboxMessage(Base):
+    """A message to send. The transaction id is stored before the first attempt and reused."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(255), index=True)
+    txn_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(255), default="m.room.message")
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The inbox event (or other cause) this message answers, for tracing.
+    cause: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    # pending | sent | failed (gave up: e.g. the bot is not in the room)
+    status: Mapped[str] = mapped_column(String(16), default="pending")

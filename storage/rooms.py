@@ -1,0 +1,34 @@
+"""What the bot knows of each room: its join point and what the room is for."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import RoomInfo
+
+
+async def get(session: AsyncSession, room_id: str) -> RoomInfo | None:
+    return await session.get(RoomInfo, room_id)
+
+
+async def record_join(
+    session: AsyncSession, room_id: str, ts: int, event_id: str | None, *, kind: str | None = None
+) -> RoomInfo:
+    """Remember the bot's latest join; a later join (after leaving) moves the point forward."""
+    info = await session.get(RoomInfo, room_id)
+    if info is None:
+        info = RoomInfo(room_id=room_id, kind=kind or "other", left=False)
+        session.add(info)
+    if info.joined_ts is None or ts >= info.joined_ts:
+        info.joined_ts = ts
+        info.join_event_id = event_id
+        info.left = False
+    if kind and info.kind == "other":
+        info.kind = kind
+    return info
+
+
+async def record_leave(session: AsyncSession, room_id: str) -> None:
+    info = await session.get(RoomInfo, room_id)
+    if info is not None:
+        info.left = True
