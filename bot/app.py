@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+from types import ModuleType
 
 from nio import AsyncClient
 
+import handlers.cancel
 import handlers.help
 import handlers.language
 import handlers.whoami
@@ -16,7 +18,9 @@ from bot.client import build_client, login, upload_filter
 from bot.commands import DIRECT, Router
 from bot.config import Config
 from bot.context import Services
+from bot.conversation import Conversation, ConversationHook
 from bot.dispatcher import Dispatcher
+from bot.scheduler import Scheduler
 from bot.sender import Sender
 from bot.syncer import SyncLoop
 from handlers.membership import InviteHandler
@@ -26,7 +30,14 @@ from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-HANDLER_MODULES = (handlers.help, handlers.whoami, handlers.language)
+# Each module declares its commands, conversations, scheduled jobs and planners; the app
+# collects them (no module-level registries).
+HANDLER_MODULES: tuple[ModuleType, ...] = (
+    handlers.help,
+    handlers.whoami,
+    handlers.language,
+    handlers.cancel,
+)
 
 
 def build_router() -> Router:
@@ -34,6 +45,15 @@ def build_router() -> Router:
     for module in HANDLER_MODULES:
         router.include(module)
     return router
+
+
+def collect_conversations() -> list[Conversation]:
+    return [
+        obj
+        for module in HANDLER_MODULES
+        for obj in vars(module).values()
+        if isinstance(obj, Conversation)
+    ]
 
 
 class GridBot:
@@ -48,6 +68,7 @@ class GridBot:
         self.client: AsyncClient | None = None
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
+        self.scheduler: Scheduler | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -69,6 +90,10 @@ class GridBot:
                 room_kind_hint=self._room_kind_hint,
                 on_queued=sender.wake,
             )
+            self.dispatcher.hooks.append(ConversationHook(collect_conversations()))
+            scheduler = self.scheduler = Scheduler(self.db, self.services, sender.wake)
+            for module in HANDLER_MODULES:
+                scheduler.include(module)
             invites = InviteHandler(client, self.db, self.services, sender.wake)
             syncer = SyncLoop(
                 client,
@@ -81,8 +106,10 @@ class GridBot:
             )
             sender_task = asyncio.create_task(sender.run(), name="sender")
             try:
+                await scheduler.start()
                 await syncer.run(self._stopping)
             finally:
+                await scheduler.stop()
                 await sender.stop()
                 sender_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -23,11 +23,13 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 
 def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    # "heads": features developed side by side may add migrations on parallel branches.
+    command.upgrade(alembic_config(connection), "heads")
 
 
 def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ", ".join(sorted(heads)) or None
 
 
 async def upgrade(engine: AsyncEngine) -> None:

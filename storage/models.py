@@ -7,7 +7,7 @@ and role / assignment rows get an ``until`` date, so past reports stay true.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -21,10 +21,36 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back time-zone aware, on SQLite and PostgreSQL.
+
+    SQLite keeps no offset, so without this a deadline read back from SQLite is naive and cannot
+    be compared with ``datetime.now(tz)``; PostgreSQL's timestamptz is aware already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -185,7 +211,7 @@ class BotSession(Base):
     sync_token: Mapped[str | None] = mapped_column(Text)
     filter_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        UTCDateTime(), server_default=func.now(), onupdate=func.now()
     )
 
 
@@ -229,10 +255,8 @@ class InboxEvent(Base):
     type: Mapped[str] = mapped_column(String(255))
     origin_server_ts: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[dict[str, Any]] = mapped_column(JSON)
-    received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
-    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # handled | ignored | error
     outcome: Mapped[str | None] = mapped_column(String(32))
 
@@ -250,10 +274,49 @@ class OutboxMessage(Base):
     content: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The inbox event (or other cause) this message answers, for tracing.
     cause: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     event_id: Mapped[str | None] = mapped_column(String(255))
     # pending | sent | failed (gave up: e.g. the bot is not in the room)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+
+
+class ConversationState(Base):
+    """An open multi-step conversation, keyed by (room, sender) like aiogram's FSM storage."""
+
+    __tablename__ = "conversations"
+
+    room_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    locale: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ScheduledJob(Base):
+    """A job due at a time: the database is the truth, the in-memory scheduler only a timer.
+
+    ``key`` makes creation idempotent (e.g. "visit-reminder:2026-11-20"); ``done_at`` is set in
+    the same transaction as the messages the job queues, so a job runs once even across crashes.
+    """
+
+    __tablename__ = "scheduled_jobs"
+    __table_args__ = (Index("ix_scheduled_jobs_due", "done_at", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # done | late (ran after its time, e.g. the bot was down) | skipped | error
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

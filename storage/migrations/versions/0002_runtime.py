@@ -1,4 +1,4 @@
-"""Runtime: bot session, inbox, outbox, rooms.
+"""Runtime: bot session, inbox, outbox, rooms, preferences, conversations, scheduled jobs.
 
 Revision ID: 0002
 Revises: 0001
@@ -97,3 +97,35 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("room_id"),
     )
+    op.create_table(
+        "conversations",
+        sa.Column("room_id", sa.String(length=255), nullable=False),
+        sa.Column("sender", sa.String(length=255), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=64), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("locale", sa.String(length=8), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("room_id", "sender"),
+    )
+    op.create_index("ix_conversations_expires_at", "conversations", ["expires_at"])
+    op.create_table(
+        "scheduled_jobs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=16), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("key"),
+    )
+    op.create_index("ix_scheduled_jobs_due", "scheduled_jobs", ["done_at", "due_at"])

@@ -1,0 +1,226 @@
+"""Jobs due at a time. The database is the truth; APScheduler is only the alarm clock.
+
+At start every job not yet done is looked at: one whose time passed while the bot was down
+runs at once and is marked late (its message says so) rather than dropped. A job is marked done
+in the same transaction as the messages it queues, so none runs twice. Recurring duties are
+"planners" that make sure the next occurrence exists as a row (idempotent by key).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.context import Services
+from bot.conversation import sweep_expired
+from storage import outbox
+from storage.db import Database
+from storage.models import OutboxMessage, ScheduledJob
+
+log = logging.getLogger(__name__)
+
+# A job that runs more than this after its time counts as late (the bot was down or busy).
+LATE_AFTER = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+TICK_SECONDS = 30
+
+
+@dataclass
+class JobContext:
+    services: Services
+    session: AsyncSession
+    job: ScheduledJob
+    now: datetime
+    late: bool
+    sent: list[OutboxMessage] = field(default_factory=list)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload or {}
+
+    def send(
+        self,
+        room_id: str,
+        template: str,
+        /,
+        *,
+        locale: str | None = None,
+        mentions: list[str] | None = None,
+        **values: Any,
+    ) -> OutboxMessage:
+        rendered = self.services.messages.render(
+            locale or self.services.config.language,
+            template,
+            late=self.late,
+            due_at=self.job.due_at.astimezone(self.services.config.tz),
+            **values,
+        )
+        content = rendered.content("m.notice")
+        content["m.mentions"] = {"user_ids": mentions or []}
+        msg = outbox.enqueue(self.session, room_id, content, cause=f"job:{self.job.key}")
+        self.sent.append(msg)
+        return msg
+
+
+JobFn = Callable[[JobContext], Awaitable[None]]
+# A planner adds the rows of upcoming recurring jobs (it must be idempotent: use job keys).
+Planner = Callable[[AsyncSession, Services, datetime], Awaitable[None]]
+
+
+_JOB_ATTR = "__gridbot_job__"
+_PLANNER_ATTR = "__gridbot_planner__"
+
+
+def job(kind: str) -> Callable[[JobFn], JobFn]:
+    """Mark a function as the handler of scheduled jobs of ``kind`` (collected by the app)."""
+
+    def mark(fn: JobFn) -> JobFn:
+        setattr(fn, _JOB_ATTR, kind)
+        return fn
+
+    return mark
+
+
+def planner(fn: Planner) -> Planner:
+    """Mark a function as a planner of recurring jobs (collected by the app)."""
+    setattr(fn, _PLANNER_ATTR, True)
+    return fn
+
+
+async def schedule(
+    session: AsyncSession,
+    kind: str,
+    key: str,
+    due_at: datetime,
+    payload: dict[str, Any] | None = None,
+    *,
+    move: bool = False,
+) -> ScheduledJob:
+    """Create job ``key`` unless it exists; ``move`` gives an unfinished one the new time."""
+    job = await session.scalar(select(ScheduledJob).where(ScheduledJob.key == key))
+    if job is None:
+        job = ScheduledJob(kind=kind, key=key, due_at=due_at, payload=payload or {}, attempts=0)
+        session.add(job)
+    elif move and job.done_at is None:
+        job.due_at = due_at
+        job.payload = payload or job.payload
+    return job
+
+
+async def cancel(session: AsyncSession, key: str) -> None:
+    job = await session.scalar(select(ScheduledJob).where(ScheduledJob.key == key))
+    if job is not None and job.done_at is None:
+        job.done_at = datetime.now(UTC)
+        job.outcome = "skipped"
+
+
+class Scheduler:
+    def __init__(self, db: Database, services: Services, on_queued: Callable[[], None]) -> None:
+        self.db = db
+        self.services = services
+        self.on_queued = on_queued
+        self.handlers: dict[str, JobFn] = {}
+        self.planners: list[Planner] = []
+        self._aps: AsyncIOScheduler | None = None
+
+    def register(self, kind: str, fn: JobFn) -> None:
+        self.handlers[kind] = fn
+
+    def include(self, module: ModuleType) -> None:
+        for obj in vars(module).values():
+            kind = getattr(obj, _JOB_ATTR, None)
+            if isinstance(kind, str):
+                self.register(kind, obj)
+            if getattr(obj, _PLANNER_ATTR, False):
+                self.add_planner(obj)
+
+    def add_planner(self, planner: Planner) -> None:
+        self.planners.append(planner)
+
+    async def start(self) -> None:
+        self._aps = AsyncIOScheduler(timezone=self.services.config.tz)
+        self._aps.add_job(
+            self.tick, "interval", seconds=TICK_SECONDS, id="tick", max_instances=1, coalesce=True
+        )
+        self._aps.start()
+        await self.tick()  # run what came due while the bot was down
+
+    async def stop(self) -> None:
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+            self._aps = None
+
+    async def tick(self) -> int:
+        """Plan, run every due job, end idle conversations; then set the alarm for the next job."""
+        now = datetime.now(UTC)
+        async with self.db.transaction() as session:
+            for planner in self.planners:
+                await planner(session, self.services, now)
+        ran = 0
+        async with self.db.transaction() as session:
+            due = list(
+                await session.scalars(
+                    select(ScheduledJob.id)
+                    .where(ScheduledJob.done_at.is_(None), ScheduledJob.due_at <= now)
+                    .order_by(ScheduledJob.due_at, ScheduledJob.id)
+                )
+            )
+        for job_id in due:
+            ran += await self._run(job_id, now)
+        async with self.db.transaction() as session:
+            swept = await sweep_expired(session, self.services.messages, now)
+        if ran or swept:
+            self.on_queued()
+        await self._arm()
+        return ran
+
+    async def _run(self, job_id: int, now: datetime) -> int:
+        try:
+            async with self.db.transaction() as session:
+                job = await session.get(ScheduledJob, job_id)
+                if job is None or job.done_at is not None:
+                    return 0
+                handler = self.handlers.get(job.kind)
+                late = now - job.due_at > LATE_AFTER
+                if handler is None:
+                    log.error("no handler for job kind %s (%s)", job.kind, job.key)
+                    job.outcome, job.done_at = "error", now
+                    return 0
+                await handler(JobContext(self.services, session, job, now, late))
+                job.done_at = now
+                job.outcome = "late" if late else "done"
+                if late:
+                    log.warning("job %s ran late (due %s)", job.key, job.due_at)
+                return 1
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            async with self.db.transaction() as session:
+                job = await session.get(ScheduledJob, job_id)
+                if job is not None:
+                    job.attempts += 1
+                    job.last_error = repr(exc)[:2000]
+                    if job.attempts >= MAX_ATTEMPTS:
+                        job.outcome, job.done_at = "error", now
+            return 0
+
+    async def _arm(self) -> None:
+        """Wake exactly when the next job is due (the interval tick is the safety net)."""
+        if self._aps is None:
+            return
+        async with self.db.transaction() as session:
+            nxt = await session.scalar(
+                select(ScheduledJob.due_at)
+                .where(ScheduledJob.done_at.is_(None))
+                .order_by(ScheduledJob.due_at)
+                .limit(1)
+            )
+        if nxt is not None and nxt > datetime.now(UTC):
+            self._aps.add_job(self.tick, "date", run_date=nxt, id="next", replace_existing=True)

@@ -1,0 +1,157 @@
+"""Async helpers for end-to-end tests that talk to the test Synapse through nio clients.
+
+Message helpers read a room like a person reads a chat: each client keeps a per-room backlog of
+messages that its syncs brought in, and ``wait_for_message`` moves a cursor past the message it
+returns. So two bot replies that arrive in one sync batch can still be awaited one after the
+other, and a reply that came before the wait started is not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable, Iterable
+
+from nio import (
+    AsyncClient,
+    JoinedMembersResponse,
+    RoomCreateError,
+    RoomMessageNotice,
+    RoomMessageText,
+    RoomPreset,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+Message = RoomMessageText | RoomMessageNotice
+
+# Enough that a test never meets a "limited" timeline (Synapse's default is 10 per room).
+SYNC_FILTER = {"room": {"timeline": {"limit": 100}}}
+_MAX_POLL_MS = 5000
+
+_backlogs: weakref.WeakKeyDictionary[AsyncClient, dict[str, list[Message]]] = (
+    weakref.WeakKeyDictionary()
+)
+_pending_invites: weakref.WeakKeyDictionary[AsyncClient, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _backlog(client: AsyncClient, room_id: str) -> list[Message]:
+    return _backlogs.setdefault(client, {}).setdefault(room_id, [])
+
+
+async def sync_once(client: AsyncClient, timeout_ms: int = 0) -> None:
+    """One sync; new messages go to the client's backlogs, new invites to its invite list."""
+    resp = await client.sync(timeout=timeout_ms, sync_filter=SYNC_FILTER)
+    if not isinstance(resp, SyncResponse):
+        raise RuntimeError(f"sync as {client.user_id} failed: {resp}")
+    for room_id, info in resp.rooms.join.items():
+        backlog = _backlog(client, room_id)
+        backlog.extend(e for e in info.timeline.events if isinstance(e, Message))
+    invites = _pending_invites.setdefault(client, [])
+    invites.extend(r for r in resp.rooms.invite if r not in invites)
+
+
+def _remaining_ms(deadline: float) -> int:
+    return max(0, min(_MAX_POLL_MS, int((deadline - time.monotonic()) * 1000)))
+
+
+async def wait_for_message(
+    client: AsyncClient,
+    room_id: str,
+    predicate: Callable[[Message], bool] = lambda _e: True,
+    timeout: float = 20,  # noqa: ASYNC109 - a deadline across many syncs, per the test API
+) -> Message:
+    """The next m.text or m.notice in room_id that satisfies predicate.
+
+    Messages before it in the backlog are skipped (consumed); raises TimeoutError.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        backlog = _backlog(client, room_id)
+        for i, event in enumerate(backlog):
+            if predicate(event):
+                del backlog[: i + 1]
+                return event
+        if time.monotonic() >= deadline:
+            seen = [f"{e.sender}: {e.body[:80]!r}" for e in backlog[-5:]]
+            raise TimeoutError(
+                f"no matching message in {room_id} for {client.user_id} within {timeout} s; "
+                f"last seen: {seen}"
+            )
+        await sync_once(client, _remaining_ms(deadline))
+
+
+async def collect_messages(
+    client: AsyncClient, room_id: str, sender: str | None, duration: float
+) -> list[Message]:
+    """Every message from sender (any sender if None) in room_id over the next duration seconds,
+    including ones already in the backlog; consumes the room's backlog."""
+    deadline = time.monotonic() + duration
+    while True:
+        await sync_once(client, _remaining_ms(deadline))
+        if time.monotonic() >= deadline:
+            break
+    backlog = _backlog(client, room_id)
+    got = [e for e in backlog if sender is None or e.sender == sender]
+    backlog.clear()
+    return got
+
+
+async def send_text(client: AsyncClient, room_id: str, body: str, *, notice: bool = False) -> str:
+    """Send a plain message; returns its event id."""
+    content = {"msgtype": "m.notice" if notice else "m.text", "body": body}
+    resp = await client.room_send(room_id, "m.room.message", content)
+    if not isinstance(resp, RoomSendResponse):
+        raise RuntimeError(f"send to {room_id} as {client.user_id} failed: {resp}")
+    return resp.event_id
+
+
+async def create_room(
+    client: AsyncClient,
+    invite: Iterable[str] = (),
+    is_direct: bool = False,
+    *,
+    name: str | None = None,
+    preset: RoomPreset = RoomPreset.private_chat,
+) -> str:
+    resp = await client.room_create(
+        invite=list(invite), is_direct=is_direct, name=name, preset=preset
+    )
+    if isinstance(resp, RoomCreateError):
+        raise RuntimeError(f"room_create as {client.user_id} failed: {resp}")
+    return resp.room_id
+
+
+async def wait_for_join(
+    client: AsyncClient,
+    room_id: str,
+    user_id: str,
+    timeout: float = 20,  # noqa: ASYNC109 - polling deadline, per the test API
+) -> None:
+    """Poll the room's joined members (as client, who must be in it) until user_id is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = await client.joined_members(room_id)
+        if isinstance(resp, JoinedMembersResponse) and any(
+            m.user_id == user_id for m in resp.members
+        ):
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{user_id} did not join {room_id} within {timeout} s ({resp})")
+        await asyncio.sleep(0.1)
+
+
+async def wait_for_invite(
+    client: AsyncClient,
+    timeout: float = 20,  # noqa: ASYNC109 - a deadline across many syncs
+) -> str:
+    """The id of the next room client is invited to (it is not joined)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        invites = _pending_invites.setdefault(client, [])
+        if invites:
+            return invites.pop(0)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{client.user_id} got no invite within {timeout} s")
+        await sync_once(client, _remaining_ms(deadline))
