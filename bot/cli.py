@@ -84,14 +84,9 @@ def cmd_roster_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from bot.sandbox import run_sandbox
+    from bot.sandbox import run_from_args
 
-    try:
-        return asyncio.run(
-            run_sandbox(Path(args.data), args.port, Path(args.roster), args.password)
-        )
-    except KeyboardInterrupt:
-        return 0
+    return run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
