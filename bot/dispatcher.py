@@ -20,6 +20,13 @@ from storage.models import InboxEvent
 
 log = logging.getLogger(__name__)
 
+_BATCH = 100
+
+
+class _AlreadyHandled(Exception):
+    """The event was handled by an earlier run; its transaction is rolled back."""
+
+
 # Returns the room kind the client can tell (e.g. "direct" for a 1:1 room), or None.
 RoomKindHint = Callable[[str], str | None]
 # An event hook sees every event before commands; returning True means it consumed the event.
@@ -48,23 +55,24 @@ class Dispatcher:
         done = 0
         while True:
             async with self.db.transaction() as session:
-                batch = await inbox.pending(session)
-            if not batch:
-                return done
+                batch = await inbox.pending(session, limit=_BATCH)
             for event in batch:
                 await self.handle(event)
                 done += 1
+            if len(batch) < _BATCH:
+                return done
 
     async def handle(self, event: InboxEvent) -> None:
         try:
             async with self.db.transaction() as session:
-                current = await session.get(InboxEvent, event.event_id)
-                if current is None or current.handled_at is not None:
-                    return  # already handled by an earlier run
-                ctx = await self._context(session, current)
+                ctx = await self._context(session, event)
                 outcome = await self._route(ctx) if ctx else "ignored"
-                await inbox.mark_handled(session, event.event_id, outcome)
+                # Claim the event last: if an earlier run handled it already, roll all back.
+                if not await inbox.mark_handled(session, event.event_id, outcome):
+                    raise _AlreadyHandled
                 queued = bool(ctx and ctx.sent)
+        except _AlreadyHandled:
+            return
         except Exception:
             log.exception("handling %s in %s failed", event.event_id, event.room_id)
             await self._fail(event)
@@ -151,6 +159,10 @@ class Dispatcher:
             current = await session.get(InboxEvent, event.event_id)
             if current is None or current.handled_at is not None:
                 return
+            await inbox.mark_handled(session, event.event_id, "error")
+            content = current.source.get("content") or {}
+            if current.type != "m.room.message" or content.get("msgtype") != "m.text":
+                return  # e.g. a reaction: nobody is waiting for an answer
             ident = await identify(session, event.sender, self.services.admins)
             ctx = CommandContext(
                 services=self.services,
@@ -161,4 +173,3 @@ class Dispatcher:
                 locale=self._locale(ident),
             )
             ctx.reply("internal_error")
-            await inbox.mark_handled(session, event.event_id, "error")

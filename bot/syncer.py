@@ -138,9 +138,7 @@ class SyncLoop:
         """Store the events of one sync response (gaps filled) and its token in one transaction."""
         joined = resp.rooms.join
         async with self.db.transaction() as session:
-            known_rooms = {
-                r.room_id: r for r in [await rooms.get(session, rid) for rid in joined] if r
-            }
+            known_rooms = await rooms.get_many(session, list(joined))
         batch: list[IncomingEvent] = []
         joins: dict[str, JoinPoint] = {}
         for room_id, info in joined.items():

@@ -7,7 +7,7 @@ from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from storage.models import (
     AdminUnit,
@@ -88,10 +88,11 @@ async def identify(session: AsyncSession, user_id: str, admins: frozenset[str]) 
     roles = await session.scalars(
         select(Role)
         .where(Role.person_id == person.id, Role.until.is_(None))
+        # Joined loads: one round trip instead of one per relationship (this runs per command).
         .options(
-            selectinload(Role.grid).selectinload(Grid.unit),
-            selectinload(Role.grid).selectinload(Grid.parent),
-            selectinload(Role.enterprise).selectinload(Enterprise.unit),
+            joinedload(Role.grid).joinedload(Grid.unit),
+            joinedload(Role.grid).joinedload(Grid.parent),
+            joinedload(Role.enterprise).joinedload(Enterprise.unit),
         )
         .order_by(Role.kind, Role.id)
     )

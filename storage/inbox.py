@@ -76,9 +76,11 @@ async def pending(session: AsyncSession, limit: int = 100) -> list[InboxEvent]:
     return list(rows)
 
 
-async def mark_handled(session: AsyncSession, event_id: str, outcome: str) -> None:
-    await session.execute(
+async def mark_handled(session: AsyncSession, event_id: str, outcome: str) -> bool:
+    """Mark the event handled; False when it was handled already (nothing changed)."""
+    result = await session.execute(
         update(InboxEvent)
-        .where(InboxEvent.event_id == event_id)
+        .where(InboxEvent.event_id == event_id, InboxEvent.handled_at.is_(None))
         .values(handled_at=datetime.now(UTC), outcome=outcome)
     )
+    return bool(result.rowcount)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import RoomInfo
@@ -9,6 +10,13 @@ from storage.models import RoomInfo
 
 async def get(session: AsyncSession, room_id: str) -> RoomInfo | None:
     return await session.get(RoomInfo, room_id)
+
+
+async def get_many(session: AsyncSession, room_ids: list[str]) -> dict[str, RoomInfo]:
+    if not room_ids:
+        return {}
+    rows = await session.scalars(select(RoomInfo).where(RoomInfo.room_id.in_(room_ids)))
+    return {r.room_id: r for r in rows}
 
 
 async def record_join(
