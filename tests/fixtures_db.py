@@ -58,12 +58,14 @@ async def _reset_pg(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+async def db(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_database: str | None
+) -> AsyncIterator[Database]:
     """A migrated, empty database: once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'gridbot.db'}"
     else:
-        url = request.getfixturevalue("pg_database")
+        url = pg_database
         if url is None:
             pytest.skip("PostgreSQL server at 127.0.0.1:5432 is not reachable")
         await _reset_pg(url)
