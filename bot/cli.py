@@ -22,6 +22,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     # nio logs every 429 and timeout at WARNING; our own retry code reports those.
     logging.getLogger("nio").setLevel(logging.ERROR)
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _database_url(args: argparse.Namespace) -> str:
