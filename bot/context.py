@@ -62,10 +62,21 @@ class CommandContext:
         return self._queue(self.room_id, content)
 
     def send(
-        self, room_id: str, template: str, /, *, mentions: list[str] | None = None, **values: Any
+        self,
+        room_id: str,
+        template: str,
+        /,
+        *,
+        mentions: list[str] | None = None,
+        locale: str | None = None,
+        **values: Any,
     ) -> OutboxMessage:
-        """Post a notice into any room, queued in this transaction."""
-        content = self.render(template, **values).content("m.notice")
+        """Post a notice into any room, queued in this transaction.
+
+        ``locale`` is for rooms read by others than the sender (default: the sender's).
+        """
+        rendered = self.services.messages.render(locale or self.locale, template, **values)
+        content = rendered.content("m.notice")
         content["m.mentions"] = {"user_ids": mentions or []}
         return self._queue(room_id, content)
 

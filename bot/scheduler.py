@@ -8,6 +8,7 @@ in the same transaction as the messages it queues, so none runs twice. Recurring
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import Services
@@ -26,6 +27,7 @@ from storage.db import Database
 from storage.models import OutboxMessage, ScheduledJob
 
 log = logging.getLogger(__name__)
+
 
 # A job that runs more than this after its time counts as late (the bot was down or busy).
 LATE_AFTER = timedelta(minutes=5)
@@ -130,6 +132,9 @@ class Scheduler:
         self.handlers: dict[str, JobFn] = {}
         self.planners: list[Planner] = []
         self._aps: AsyncIOScheduler | None = None
+        # The interval timer, the next-job timer and callers may tick at once; overlapping
+        # ticks could both see a job not done and send its messages twice.
+        self._tick_lock = asyncio.Lock()
 
     def register(self, kind: str, fn: JobFn) -> None:
         self.handlers[kind] = fn
@@ -160,6 +165,10 @@ class Scheduler:
 
     async def tick(self) -> int:
         """Plan, run every due job, end idle conversations; then set the alarm for the next job."""
+        async with self._tick_lock:
+            return await self._tick()
+
+    async def _tick(self) -> int:
         now = datetime.now(UTC)
         async with self.db.transaction() as session:
             for planner in self.planners:
@@ -194,9 +203,19 @@ class Scheduler:
                     log.error("no handler for job kind %s (%s)", job.kind, job.key)
                     job.outcome, job.done_at = "error", now
                     return 0
+                # Claim the job first, conditionally, in the transaction that will hold its
+                # messages: a second tick or process finds it claimed and leaves it; an error
+                # in the handler rolls the claim back with everything else.
+                claimed = await session.execute(
+                    update(ScheduledJob)
+                    .where(ScheduledJob.id == job_id, ScheduledJob.done_at.is_(None))
+                    .values(done_at=now, outcome="late" if late else "done")
+                    .execution_options(synchronize_session=False)
+                )
+                if not claimed.rowcount:
+                    return 0
+                await session.refresh(job)
                 await handler(JobContext(self.services, session, job, now, late))
-                job.done_at = now
-                job.outcome = "late" if late else "done"
                 if late:
                     log.warning("job %s ran late (due %s)", job.key, job.due_at)
                 return 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import RoomInfo
@@ -23,10 +25,9 @@ async def record_join(
     session: AsyncSession, room_id: str, ts: int, event_id: str | None, *, kind: str | None = None
 ) -> RoomInfo:
     """Remember the bot's latest join; a later join (after leaving) moves the point forward."""
-    info = await session.get(RoomInfo, room_id)
-    if info is None:
-        info = RoomInfo(room_id=room_id, kind=kind or "other", left=False)
-        session.add(info)
+    await _ensure(session, room_id, kind or "other")
+    info = await session.get(RoomInfo, room_id, populate_existing=True)
+    assert info is not None
     if info.joined_ts is None or ts >= info.joined_ts:
         info.joined_ts = ts
         info.join_event_id = event_id
@@ -34,6 +35,16 @@ async def record_join(
     if kind and info.kind == "other":
         info.kind = kind
     return info
+
+
+async def _ensure(session: AsyncSession, room_id: str, kind: str) -> None:
+    """Insert the room's row unless it exists: provisioning may write it at the same moment."""
+    values = {"room_id": room_id, "kind": kind, "left": False}
+    if session.bind.dialect.name == "postgresql":
+        stmt = pg_insert(RoomInfo).values(**values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_insert(RoomInfo).values(**values).on_conflict_do_nothing()
+    await session.execute(stmt)
 
 
 async def record_leave(session: AsyncSession, room_id: str) -> None:
