@@ -10,9 +10,24 @@ from types import ModuleType
 
 from nio import AsyncClient
 
+import handlers.accidents
+import handlers.acks
 import handlers.cancel
+import handlers.case_audit
+import handlers.case_jobs
+import handlers.case_replies
+import handlers.hazards
 import handlers.help
 import handlers.language
+import handlers.meetings
+import handlers.notice_jobs
+import handlers.notice_status
+import handlers.notices
+import handlers.obligations
+import handlers.requests
+import handlers.staff
+import handlers.visit_report
+import handlers.visits
 import handlers.whoami
 from bot.client import build_client, login, upload_filter
 from bot.commands import DIRECT, Router
@@ -20,6 +35,7 @@ from bot.config import Config
 from bot.context import Services
 from bot.conversation import Conversation, ConversationHook
 from bot.dispatcher import Dispatcher
+from bot.provision.worker import ProvisionWorker
 from bot.scheduler import Scheduler
 from bot.sender import Sender
 from bot.syncer import SyncLoop
@@ -37,6 +53,21 @@ HANDLER_MODULES: tuple[ModuleType, ...] = (
     handlers.whoami,
     handlers.language,
     handlers.cancel,
+    handlers.visits,
+    handlers.visit_report,
+    handlers.meetings,
+    handlers.obligations,
+    handlers.hazards,
+    handlers.requests,
+    handlers.accidents,
+    handlers.case_audit,
+    handlers.case_jobs,
+    handlers.case_replies,
+    handlers.staff,
+    handlers.notices,
+    handlers.acks,
+    handlers.notice_status,
+    handlers.notice_jobs,
 )
 
 
@@ -91,9 +122,13 @@ class GridBot:
                 on_queued=sender.wake,
             )
             self.dispatcher.hooks.append(ConversationHook(collect_conversations()))
+            # Modules may add event hooks (EVENT_HOOKS), run after conversations.
+            for module in HANDLER_MODULES:
+                self.dispatcher.hooks.extend(getattr(module, "EVENT_HOOKS", ()))
             scheduler = self.scheduler = Scheduler(self.db, self.services, sender.wake)
             for module in HANDLER_MODULES:
                 scheduler.include(module)
+            self.dispatcher.on_job_scheduled = scheduler.wake_at
             invites = InviteHandler(client, self.db, self.services, sender.wake)
             syncer = SyncLoop(
                 client,
@@ -105,6 +140,11 @@ class GridBot:
                 on_stored=self._after_store,
             )
             sender_task = asyncio.create_task(sender.run(), name="sender")
+            # Re-provisions rooms when a handler asks (e.g. a confirmed staff change).
+            provision_task = asyncio.create_task(
+                ProvisionWorker(client, self.db, self.services).run(self._stopping),
+                name="provision",
+            )
             try:
                 await scheduler.start()
                 await syncer.run(self._stopping)
@@ -112,8 +152,11 @@ class GridBot:
                 await scheduler.stop()
                 await sender.stop()
                 sender_task.cancel()
+                provision_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sender_task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await provision_task
         finally:
             await client.close()
             if self._own_db:

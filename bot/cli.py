@@ -74,9 +74,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_roster_import(args: argparse.Namespace) -> int:
-    from bot.roster.commands import cmd_import
+    # Imports, then provisions the rooms when a bot config is at hand and the rooms' plan changed.
+    from bot.provision.cli import import_then_provision
 
-    return asyncio.run(_with_db(args, cmd_import, Path(args.file), args.dry_run))
+    return asyncio.run(_with_db(args, import_then_provision, args))
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from bot.client import LoginFailed
+    from bot.provision.cli import cmd_provision as provision
+
+    config = load_config(args.config)
+    try:
+        return asyncio.run(_with_db(args, provision, config, args))
+    except LoginFailed as exc:
+        print(f"gridbot: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_roster_check(args: argparse.Namespace) -> int:
@@ -118,11 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     imp = r_sub.add_parser("import", help="import a roster file (YAML, CSV, XLSX)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    imp.add_argument(
+        "--no-provision",
+        action="store_true",
+        help="do not adjust the Matrix rooms afterwards (they are when -c/bot.yaml is present)",
+    )
     with_config(imp, database=True)
     imp.set_defaults(func=cmd_roster_import)
     chk = r_sub.add_parser("check", help="coverage check: no enterprise without chief and member")
     with_config(chk, database=True)
     chk.set_defaults(func=cmd_roster_check)
+
+    prov = sub.add_parser(
+        "provision", help="create and update the grid's rooms and spaces from the roster"
+    )
+    with_config(prov, database=True)
+    from bot.provision.args import add_arguments as add_provision_arguments
+
+    add_provision_arguments(prov)
+    prov.set_defaults(func=cmd_provision)
 
     sandbox = sub.add_parser("sandbox", help="local homeserver + demo county + bot")
     from bot.sandbox import add_arguments

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Business domains a notice can be filtered by (handlers/notice_scope.py maps them to types).
+NOTICE_DOMAINS = ("客运", "货运", "港口", "航运", "渡口", "工程")
+
+
+class CalendarReminder(_Strict):
+    """A special-period reminder the bot sends by itself on a set day (春运, 国庆, 汛期…)."""
+
+    date: date
+    hour: int = Field(9, ge=0, le=23)
+    kind: Literal["holiday", "weather", "special_period"]
+    message: str = Field(min_length=1)
+    # Empty = every enterprise; else some of NOTICE_DOMAINS.
+    domains: list[str] = Field(default_factory=list)
+    # Acknowledgement window; None = safety_reminder_hours.
+    within_hours: int | None = Field(None, ge=1)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        for d in v:
+            if d not in NOTICE_DOMAINS:
+                raise ValueError(f"unknown domain {d!r} (use {'/'.join(NOTICE_DOMAINS)})")
+        return v
+
+
 class NoticeTiming(_Strict):
     """Default acknowledgement deadlines (hours) per notice kind, and reminder points."""
 
@@ -36,13 +62,27 @@ class NoticeTiming(_Strict):
     safety_reminder_hours: int = Field(24, ge=1)
     # Remind unacknowledged rooms when this fraction of the window has passed.
     remind_at_fractions: list[float] = Field(default_factory=lambda: [0.5, 0.9])
+    # After the deadline, tell the responsible level-2 member(s) this many hours after it,
+    # then the level-2 chief this many hours after it (both in the level-2 room).
+    escalate_member_after_hours: int = Field(0, ge=0)
+    escalate_chief_after_hours: int = Field(24, ge=0)
+    # Fan-outs to at least this many enterprise rooms report progress (25/50/75/100 %).
+    progress_min_rooms: int = Field(20, ge=1)
+    # Special-period reminders the bot sends by itself (see docs/notices.md).
+    calendar: list[CalendarReminder] = Field(default_factory=list)
 
 
 class VisitTiming(_Strict):
     reminder_days: list[int] = Field(default_factory=lambda: [20, 25])
     reminder_hour: int = Field(9, ge=0, le=23)
+    # Day of the next month (at reminder_hour) on which a month's visit gaps, and in the month
+    # after a quarter the meetings not held, are reported up.
+    summary_day: int = Field(1, ge=1, le=28)
+    # Days in the last month of each quarter on which a level-2 chief with no meeting recorded
+    # that quarter is reminded.
+    meeting_reminder_days: list[int] = Field(default_factory=lambda: [15])
 
-    @field_validator("reminder_days")
+    @field_validator("reminder_days", "meeting_reminder_days")
     @classmethod
     def _days(cls, v: list[int]) -> list[int]:
         for d in v:
@@ -58,6 +98,8 @@ class EscalationTiming(_Strict):
     level2_hours: int = Field(48, ge=1)
     level1_hours: int = Field(72, ge=1)
     hazard_overdue_remind_hours: int = Field(24, ge=1)
+    # Working hours after a hazard's deadline before its overdue rectification goes to the chief.
+    hazard_overdue_escalate_hours: int = Field(24, ge=1)
 
 
 class Timing(_Strict):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from bot.commands import KNOWN, ArgError, Command, tr
 from bot.context import CommandContext, Services
+from bot.scheduler import earliest_scheduled
 from storage import inbox, rooms
 from storage.db import Database
 from storage.directory import Identity, identify
@@ -49,6 +51,8 @@ class Dispatcher:
         self.room_kind_hint = room_kind_hint
         self.on_queued = on_queued
         self.hooks: list[EventHook] = []
+        # Told the earliest due time of jobs a handler scheduled (the scheduler's alarm).
+        self.on_job_scheduled: Callable[[datetime], None] | None = None
 
     async def drain(self) -> int:
         """Handle every pending inbox event, oldest first. Returns how many were handled."""
@@ -71,14 +75,17 @@ class Dispatcher:
                 if not await inbox.mark_handled(session, event.event_id, outcome):
                     raise _AlreadyHandled
                 queued = bool(ctx and ctx.sent)
+                job_due = earliest_scheduled(session)
         except _AlreadyHandled:
             return
         except Exception:
             log.exception("handling %s in %s failed", event.event_id, event.room_id)
             await self._fail(event)
-            queued = True
+            queued, job_due = True, None
         if queued:
             self.on_queued()
+        if job_due is not None and self.on_job_scheduled is not None:
+            self.on_job_scheduled(job_due)
 
     async def _context(self, session: Any, event: InboxEvent) -> CommandContext | None:
         if event.sender == self.bot_user_id:

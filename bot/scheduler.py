@@ -78,6 +78,7 @@ Planner = Callable[[AsyncSession, Services, datetime], Awaitable[None]]
 
 
 _JOB_ATTR = "__gridbot_job__"
+_EARLIEST = "gridbot_earliest_job"
 _PLANNER_ATTR = "__gridbot_planner__"
 
 
@@ -114,7 +115,18 @@ async def schedule(
     elif move and job.done_at is None:
         job.due_at = due_at
         job.payload = payload or job.payload
+    else:
+        return job
+    # Whoever commits this session tells the scheduler (see earliest_scheduled), so a job due
+    # in seconds does not wait for the next interval tick.
+    earliest = session.info.get(_EARLIEST)
+    session.info[_EARLIEST] = due_at if earliest is None else min(earliest, due_at)
     return job
+
+
+def earliest_scheduled(session: AsyncSession) -> datetime | None:
+    """The earliest due time of jobs this session created or moved (before it closes)."""
+    return session.info.get(_EARLIEST)
 
 
 async def cancel(session: AsyncSession, key: str) -> None:
@@ -132,6 +144,7 @@ class Scheduler:
         self.handlers: dict[str, JobFn] = {}
         self.planners: list[Planner] = []
         self._aps: AsyncIOScheduler | None = None
+        self._alarm: datetime | None = None
         # The interval timer, the next-job timer and callers may tick at once; overlapping
         # ticks could both see a job not done and send its messages twice.
         self._tick_lock = asyncio.Lock()
@@ -230,6 +243,15 @@ class Scheduler:
                         job.outcome, job.done_at = "error", now
             return 0
 
+    def wake_at(self, due: datetime) -> None:
+        """Make sure the scheduler ticks by ``due`` (a handler just scheduled a job)."""
+        if self._aps is None:
+            return
+        if self._alarm is not None and self._alarm <= due:
+            return
+        self._alarm = max(due, datetime.now(UTC))
+        self._aps.add_job(self.tick, "date", run_date=self._alarm, id="next", replace_existing=True)
+
     async def _arm(self) -> None:
         """Wake exactly when the next job is due (the interval tick is the safety net)."""
         if self._aps is None:
@@ -241,5 +263,7 @@ class Scheduler:
                 .order_by(ScheduledJob.due_at)
                 .limit(1)
             )
+        self._alarm = None
         if nxt is not None and nxt > datetime.now(UTC):
+            self._alarm = nxt
             self._aps.add_job(self.tick, "date", run_date=nxt, id="next", replace_existing=True)

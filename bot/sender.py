@@ -94,14 +94,16 @@ class Sender:
     async def _drain_room(self, room_id: str) -> None:
         backoff = Backoff()
         while not self._stopping:
-            async with self.db.transaction() as session:
-                msg = await outbox.next_for_room(session, room_id)
-            if msg is None:
-                # No await between the empty check and leaving the table: a message queued
-                # from now on wakes the run loop, which then sees no worker and starts one.
-                self._workers.pop(room_id, None)
-                return
+            # Take a send slot before touching the database, so thousands of room workers wait
+            # here instead of holding pooled connections.
             async with self._slots:
+                async with self.db.transaction() as session:
+                    msg = await outbox.next_for_room(session, room_id)
+                if msg is None:
+                    # No await between the empty check and leaving the table: a message queued
+                    # from now on wakes the run loop, which then sees no worker and starts one.
+                    self._workers.pop(room_id, None)
+                    return
                 try:
                     resp = await self.client.room_send(
                         room_id,
@@ -111,11 +113,13 @@ class Sender:
                         ignore_unverified_devices=True,
                     )
                 except _NETWORK_ERRORS as exc:
-                    delay = backoff.next_delay()
-                    log.warning("send to %s failed (%s); retry in %.1fs", room_id, exc, delay)
-                    await self._record(msg.id, repr(exc), give_up=False)
-                    await asyncio.sleep(delay)
-                    continue
+                    resp = exc
+            if isinstance(resp, _NETWORK_ERRORS):
+                delay = backoff.next_delay()
+                log.warning("send to %s failed (%r); retry in %.1fs", room_id, resp, delay)
+                await self._record(msg.id, repr(resp), give_up=False)
+                await asyncio.sleep(delay)  # outside the slot: other rooms go on meanwhile
+                continue
             if isinstance(resp, RoomSendResponse):
                 backoff.reset()
                 async with self.db.transaction() as session:

@@ -41,6 +41,7 @@ async def store_batch(
     """
     known = await known_event_ids(session, (e.event_id for e in events))
     seq = (await session.scalar(select(func.max(InboxEvent.seq)))) or 0
+    now = datetime.now(UTC)
     added = 0
     seen: set[str] = set()
     for ev in events:
@@ -49,6 +50,9 @@ async def store_batch(
         seen.add(ev.event_id)
         seq += 1
         added += 1
+        # The bot's own echoes are stored (gap filling stops at them) but need no handling:
+        # marking them here saves one dispatcher transaction per message the bot sent.
+        own = ev.sender == user_id
         session.add(
             InboxEvent(
                 event_id=ev.event_id,
@@ -58,6 +62,8 @@ async def store_batch(
                 type=ev.type,
                 origin_server_ts=ev.origin_server_ts,
                 source=ev.source,
+                handled_at=now if own else None,
+                outcome="own" if own else None,
             )
         )
     await session.execute(

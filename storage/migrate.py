@@ -23,8 +23,7 @@ def alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 
 def _upgrade(connection: Connection) -> None:
-    # "heads": features developed side by side may add migrations on parallel branches.
-    command.upgrade(alembic_config(connection), "heads")
+    command.upgrade(alembic_config(connection), "head")
 
 
 def _current(connection: Connection) -> str | None:

@@ -265,7 +265,10 @@ class OutboxMessage(Base):
     """A message to send. The transaction id is stored before the first attempt and reused."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "sent_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "sent_at", "id"),
+        Index("ix_outbox_status_room", "status", "room_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     room_id: Mapped[str] = mapped_column(String(255), index=True)
@@ -320,3 +323,89 @@ class ScheduledJob(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# --- provisioning: rooms and spaces that mirror the grid (issue 3) ---------------------------
+
+
+class ProvisionedRoom(Base):
+    """A room or space the bot made for the grid; ``key`` names what it mirrors (e.g. "ent:12").
+
+    The kind and the grid / enterprise it belongs to live in ``rooms`` (RoomInfo); this row adds
+    the deterministic alias (found again after a crash) and the hash of the state last applied.
+    """
+
+    __tablename__ = "provisioned_rooms"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.room_id"), unique=True)
+    alias: Mapped[str] = mapped_column(String(255))
+    # Power-level rules differ by room version (v12: the creator is above every level).
+    room_version: Mapped[str | None] = mapped_column(String(32))
+    # sha256 of the desired state last applied in full; None = check against the homeserver.
+    state_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ManagedMember(Base):
+    """Someone the bot put into a room; only these does the bot ever remove again."""
+
+    __tablename__ = "managed_members"
+
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.room_id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class MatrixAccount(Base):
+    """Whether a roster Matrix id has an account on its homeserver (profile lookup)."""
+
+    __tablename__ = "matrix_accounts"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    has_account: Mapped[bool] = mapped_column(Boolean)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProvisionRequest(Base):
+    """Ask the running bot to re-provision (e.g. after a confirmed staff change)."""
+
+    __tablename__ = "provision_requests"
+    __table_args__ = (Index("ix_provision_requests_pending", "done_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class StaffChange(Base):
+    """A staff change an enterprise declared (人员变动), applied once its level-2 member confirms.
+
+    ``items`` is a list of {"action": "leave", "person_id", "name", "kind"} and
+    {"action": "join", "kind", "name", "phone", "matrix_id"}.
+    """
+
+    __tablename__ = "staff_changes"
+    __table_args__ = (Index("ix_staff_changes_enterprise", "enterprise_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
+    room_id: Mapped[str] = mapped_column(String(255))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    request_event_id: Mapped[str] = mapped_column(String(255))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # pending | confirmed | rejected | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    effective_on: Mapped[date | None] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    enterprise: Mapped[Enterprise] = relationship()
+
+    @property
+    def code(self) -> str:
+        return f"S-{self.id}"

@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("txn_id"),
     )
     op.create_index("ix_outbox_pending", "outbox", ["sent_at", "id"], unique=False)
+    op.create_index("ix_outbox_status_room", "outbox", ["status", "room_id"], unique=False)
     op.create_index("ix_outbox_room_id", "outbox", ["room_id"], unique=False)
 
     op.create_table(

@@ -1,0 +1,389 @@
+"""Provisioning speed: GridBot versus a raw matrix-nio loop, on one throw-away Synapse.
+
+    python bench/provision.py [--enterprises 300] [--rounds 2] [--concurrency 8] [--accounts]
+                              [--check]
+
+A generated county (province → city → county; six level-2 grids; N enterprises, each with a
+chief and two members, served by ten grid members per domain) is written into a fresh database.
+GridBot provisions it (spaces, rooms, links both ways, power levels, account checks,
+bookkeeping); a raw nio loop creates the same number of rooms with the same names, topics and
+room types (spaces) at the same concurrency, and nothing else. Raw and GridBot runs alternate
+(raw, GridBot, raw, GridBot, raw; each GridBot round with its own bot account and database), so
+both see the same drift: the homeserver slows down as its database grows, and other load on the
+machine comes and goes. Besides wall time the table shows the CPU seconds Synapse and this
+process spent, which other load on the machine disturbs less.
+
+By default the roster's people have no accounts (each is looked up, found missing and listed, so
+no invites are sent); ``--accounts`` registers them all first, and both sides then invite them.
+Every account is exempt from rate limits; the homeserver runs with relaxed limits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from nio import AsyncClient, AsyncClientConfig, LoginResponse, RoomCreateResponse  # noqa: E402
+
+from bot.homeserver import Synapse  # noqa: E402
+
+if TYPE_CHECKING:
+    from bot.provision.matrix import MatrixOps
+
+PASSWORD = "bench-password"
+TARGET_RATIO = 1.3
+DOMAINS = ("道路客运", "道路货运", "港口", "航运", "渡口", "交通工程")
+TYPES = ("道路客运企业及站场", "道路货运企业", "港口码头", "航运企业", "渡口", "在建交通工程")
+MEMBERS_PER_GRID = 10
+
+
+@dataclass
+class Result:
+    name: str
+    rooms: int
+    seconds: float
+    server_cpu: float = 0.0  # CPU seconds Synapse spent meanwhile: steadier than wall time
+    client_cpu: float = 0.0  # CPU seconds of this process (GridBot's side, or the raw loop)
+
+    @property
+    def rate(self) -> float:
+        return self.rooms / self.seconds if self.seconds else 0.0
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def synapse_pid(hs: Synapse) -> int:
+    assert hs._proc is not None  # started
+    return hs._proc.pid
+
+
+async def seed(db_url: str, enterprises: int) -> list[str]:
+    """Write the generated county; returns every roster Matrix id."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from storage.db import Database
+    from storage.models import (
+        AdminUnit,
+        Assignment,
+        Enterprise,
+        Grid,
+        Person,
+        Role,
+        RoleKind,
+        UnitKind,
+    )
+
+    since = date(2026, 1, 1)
+    db = Database(db_url)
+    await db.upgrade()
+    mxids: list[str] = []
+
+    def person(s: AsyncSession, name: str) -> Person:
+        mxid = f"@b{len(mxids):04d}:localhost"
+        mxids.append(mxid)
+        p = Person(name=name, phone=f"138{len(mxids):08d}", matrix_id=mxid, active=True)
+        s.add(p)
+        return p
+
+    async with db.transaction() as s:
+        province = AdminUnit(kind=UnitKind.PROVINCE, name="江西省", active=True)
+        s.add(province)
+        await s.flush()
+        city = AdminUnit(kind=UnitKind.CITY, name="萍乡市", parent_id=province.id, active=True)
+        s.add(city)
+        await s.flush()
+        county = AdminUnit(kind=UnitKind.COUNTY, name="芦溪县", parent_id=city.id, active=True)
+        s.add(county)
+        await s.flush()
+        l1 = Grid(unit_id=county.id, level=1, domain="", name="芦溪县一级网格", active=True)
+        s.add(l1)
+        await s.flush()
+        roles: list[Role] = []
+        for kind, n in (
+            (RoleKind.L1_CHIEF, 1),
+            (RoleKind.L1_OFFICE_DIRECTOR, 1),
+            (RoleKind.L1_OFFICE_MEMBER, 2),
+        ):
+            for i in range(n):
+                p = person(s, f"一级{kind}{i}")
+                await s.flush()
+                roles.append(Role(person_id=p.id, kind=kind, grid_id=l1.id, since=since))
+        grids = []
+        for domain in DOMAINS:
+            g = Grid(
+                unit_id=county.id,
+                level=2,
+                domain=domain,
+                name=f"芦溪县二级网格·{domain}",
+                parent_id=l1.id,
+                active=True,
+            )
+            s.add(g)
+            await s.flush()
+            chief, office = person(s, f"{domain}网格长"), person(s, f"{domain}办公室")
+            members = [person(s, f"{domain}网格员{i}") for i in range(MEMBERS_PER_GRID)]
+            await s.flush()
+            roles.append(
+                Role(person_id=chief.id, kind=RoleKind.L2_CHIEF, grid_id=g.id, since=since)
+            )
+            roles.append(
+                Role(person_id=office.id, kind=RoleKind.L2_OFFICE_MEMBER, grid_id=g.id, since=since)
+            )
+            roles.extend(
+                Role(person_id=m.id, kind=RoleKind.L2_MEMBER, grid_id=g.id, since=since)
+                for m in members
+            )
+            grids.append((g, members))
+        for i in range(enterprises):
+            g, members = grids[i % len(grids)]
+            ent = Enterprise(
+                unit_id=county.id,
+                grid_id=g.id,
+                name=f"芦溪县第{i + 1:03d}号{DOMAINS[i % len(DOMAINS)]}企业",
+                type=TYPES[i % len(TYPES)],
+                active=True,
+            )
+            s.add(ent)
+            chief = person(s, f"企业{i}负责人")
+            staff = [person(s, f"企业{i}网格员{j}") for j in range(2)]
+            await s.flush()
+            roles.append(
+                Role(person_id=chief.id, kind=RoleKind.ENT_CHIEF, enterprise_id=ent.id, since=since)
+            )
+            roles.extend(
+                Role(person_id=p.id, kind=RoleKind.ENT_MEMBER, enterprise_id=ent.id, since=since)
+                for p in staff
+            )
+            member = members[(i // len(grids)) % len(members)]
+            s.add(Assignment(person_id=member.id, enterprise_id=ent.id, since=since))
+        s.add_all(roles)
+    await db.close()
+    return mxids
+
+
+async def nio_login(hs: Synapse, user_id: str) -> AsyncClient:
+    client = AsyncClient(
+        hs.url, user_id, config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
+    )
+    resp = await client.login(PASSWORD, device_name="bench")
+    if not isinstance(resp, LoginResponse):
+        raise RuntimeError(f"login {user_id}: {resp}")
+    return client
+
+
+async def bench_gridbot(
+    hs: Synapse, bot_id: str, db_url: str, concurrency: int
+) -> tuple[Result, MatrixOps]:
+    from bot.client import build_client, login
+    from bot.config import parse_config
+    from bot.provision.apply import Provisioner
+    from bot.provision.matrix import MatrixOps
+    from messages import Messages
+    from storage.db import Database
+
+    config = parse_config(
+        {"homeserver": hs.url, "user_id": bot_id, "password": PASSWORD, "database_url": db_url},
+        "bench",
+    )
+    db = Database(db_url)
+    client = build_client(config)
+    try:
+        await login(client, config, db)
+        ops = MatrixOps(client, concurrency=concurrency)
+        provisioner = Provisioner(
+            db, ops, Messages(), bot_user_id=bot_id, admins=[], locale="zh_CN"
+        )
+        server = process_cpu(synapse_pid(hs))
+        started, cpu = time.perf_counter(), time.process_time()
+        summary = await provisioner.run()
+        seconds = time.perf_counter() - started
+        cpu, server = time.process_time() - cpu, process_cpu(synapse_pid(hs)) - server
+        if summary.failed:
+            raise RuntimeError(f"provisioning failed: {summary.failed[:5]}")
+        return Result("GridBot provision", len(summary.created), seconds, server, cpu), ops
+    finally:
+        await client.close()
+        await db.close()
+
+
+async def bench_raw(
+    hs: Synapse,
+    user_id: str,
+    rooms: list[tuple[str, str, bool, list[str]]],
+    concurrency: int,
+    name: str,
+) -> Result:
+    """Create the rooms (name, topic, space?, invites) with ``concurrency`` requests in flight."""
+    client = await nio_login(hs, user_id)
+    queue: asyncio.Queue[tuple[str, str, bool, list[str]]] = asyncio.Queue()
+    for room in rooms:
+        queue.put_nowait(room)
+
+    async def worker() -> None:
+        while not queue.empty():
+            room_name, topic, space, invite = queue.get_nowait()
+            resp = await client.room_create(name=room_name, topic=topic, space=space, invite=invite)
+            if not isinstance(resp, RoomCreateResponse):
+                raise RuntimeError(f"room_create: {resp}")
+
+    try:
+        server = process_cpu(synapse_pid(hs))
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        cpu, server = time.process_time() - cpu, process_cpu(synapse_pid(hs)) - server
+        return Result(name, len(rooms), seconds, server, cpu)
+    finally:
+        await client.close()
+
+
+def print_table(results: list[Result]) -> float | None:
+    print()
+    head = ("rooms", "seconds", "rooms/s", "Synapse CPU s", "client CPU s")
+    print(f"{'':26} {head[0]:>6} {head[1]:>8} {head[2]:>8} {head[3]:>14} {head[4]:>13}")
+
+    def row(name: str, rooms: int, seconds: float, server: float, client: float) -> None:
+        print(
+            f"{name:26} {rooms:6d} {seconds:8.1f} {rooms / seconds:8.2f} "
+            f"{server:14.1f} {client:13.1f}"
+        )
+
+    for r in results:
+        row(r.name, r.rooms, r.seconds, r.server_cpu, r.client_cpu)
+    grid = [r for r in results if r.name.startswith("GridBot")]
+    raw = [r for r in results if r.name.startswith("raw")]
+    if not grid or not raw:
+        return None
+    sums = []
+    for label, rs in (("GridBot, all rounds", grid), ("raw, all rounds", raw)):
+        total = [
+            sum(getattr(r, a) for r in rs) for a in ("rooms", "seconds", "server_cpu", "client_cpu")
+        ]
+        row(label, int(total[0]), *total[1:])
+        sums.append(total)
+    g, w = sums
+    ratio = (g[1] / g[0]) / (w[1] / w[0])
+    cpu_ratio = ((g[2] + g[3]) / g[0]) / ((w[2] + w[3]) / w[0])
+    print(f"ratio, wall time per room: {ratio:.2f}   (GridBot / raw; target ≤ {TARGET_RATIO})")
+    print(
+        f"ratio, CPU per room (Synapse + client): {cpu_ratio:.2f}   (less sensitive to other load)"
+    )
+    return ratio
+
+
+async def run(args: argparse.Namespace, results: list[Result]) -> None:
+    with tempfile.TemporaryDirectory(prefix="gridbot-bench-provision-") as tmp:
+        work = Path(tmp)
+        hs = Synapse(work / "synapse", relaxed_limits=True)
+        t0 = time.monotonic()
+        await hs.start()
+        print(f"homeserver {hs.url} up in {time.monotonic() - t0:.1f} s", flush=True)
+        try:
+            admin = await hs.register("admin", PASSWORD, admin=True)
+            admin_token = await hs.login(admin, PASSWORD)
+            raw_id = await hs.register("raw", PASSWORD)
+            await hs.exempt_from_ratelimit(raw_id, admin_token)
+            # One bot account and database per GridBot round: each provisions from scratch.
+            bots: list[tuple[str, str]] = []
+            for n in range(args.rounds):
+                bot_id = await hs.register(f"gridbot{n + 1}", PASSWORD)
+                await hs.exempt_from_ratelimit(bot_id, admin_token)
+                db_url = f"sqlite+aiosqlite:///{work / f'gridbot{n + 1}.db'}"
+                mxids = await seed(db_url, args.enterprises)
+                bots.append((bot_id, db_url))
+            print(f"roster: {args.enterprises} enterprises, {len(mxids)} people", flush=True)
+            if args.accounts:
+                t0 = time.monotonic()
+                for mxid in mxids:
+                    await hs.register(mxid[1:].split(":")[0], PASSWORD)
+                print(f"registered them in {time.monotonic() - t0:.1f} s", flush=True)
+
+            # The same rooms for the raw loop: names, topics and types from GridBot's own plan.
+            from bot.config import parse_config
+            from bot.provision.cli import load_plan
+            from storage.db import Database
+
+            db = Database(bots[0][1])
+            plan = await load_plan(
+                db,
+                parse_config(
+                    {"homeserver": hs.url, "user_id": bots[0][0], "password": PASSWORD}, "bench"
+                ),
+            )
+            await db.close()
+            rooms = [
+                (
+                    s.name or "",
+                    s.topic or "",
+                    s.is_space,
+                    sorted(s.members) if args.accounts else [],
+                )
+                for s in plan.rooms.values()
+            ]
+            print(f"{len(rooms)} rooms, {args.concurrency} in flight", flush=True)
+
+            # Alternate raw, GridBot, raw, …: the homeserver slows down as its database grows
+            # (and other load on the machine comes and goes), so both sides see the same drift.
+            for n, (bot_id, db_url) in enumerate(bots, start=1):
+                raw = await bench_raw(hs, raw_id, rooms, args.concurrency, f"raw nio loop ({n})")
+                results.append(raw)
+                print(f"  {raw.name}: {raw.seconds:.1f} s", flush=True)
+                grid, ops = await bench_gridbot(hs, bot_id, db_url, args.concurrency)
+                grid.name = f"GridBot provision ({n})"
+                results.append(grid)
+                print(
+                    f"  {grid.name}: {grid.seconds:.1f} s; requests {dict(ops.calls)}", flush=True
+                )
+            raw = await bench_raw(
+                hs, raw_id, rooms, args.concurrency, f"raw nio loop ({len(bots) + 1})"
+            )
+            results.append(raw)
+            print(f"  {raw.name}: {raw.seconds:.1f} s", flush=True)
+        finally:
+            await hs.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--enterprises", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="GridBot runs, each between two raw runs"
+    )
+    parser.add_argument(
+        "--accounts", action="store_true", help="register every roster person (invites sent)"
+    )
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if ratio > {TARGET_RATIO}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nio").setLevel(logging.ERROR)
+    results: list[Result] = []
+    try:
+        asyncio.run(run(args, results))
+    finally:
+        ratio = print_table(results) if results else None
+    if args.check and ratio is not None and ratio > TARGET_RATIO:
+        print("ratio above target")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""``gridbot provision`` and the provisioning that follows a roster import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from bot.client import build_client, login
+from bot.config import Config, load_config
+from bot.provision import store
+from bot.provision.apply import Provisioner, Summary
+from bot.provision.matrix import MatrixOps
+from bot.provision.plan import Plan, build_plan
+from bot.provision.report import format_summary, reporter_for
+from bot.provision.roster import load_roster
+from bot.provision.texts import TemplateTexts
+from messages import Messages
+from storage.db import Database
+
+
+async def load_plan(db: Database, config: Config, messages: Messages | None = None) -> Plan:
+    async with db.transaction() as session:
+        roster = await load_roster(session)
+    texts = TemplateTexts(messages or Messages(), config.language)
+    return build_plan(roster, admins=config.admins, bot_user_id=config.user_id, texts=texts)
+
+
+async def provision_with_config(
+    db: Database,
+    config: Config,
+    *,
+    verify: bool = False,
+    reinvite: bool = False,
+    concurrency: int = 8,
+    out: TextIO | None = None,
+) -> Summary:
+    """Log in as the bot (the stored session is reused) and provision; the client is closed."""
+    client = build_client(config)
+    try:
+        await login(client, config, db)
+        ops = MatrixOps(client, concurrency=concurrency)
+        # Requests the bot queued (it may not be running): this run carries them out too.
+        queued = await store.pending_requests(db)
+        with reporter_for(out) as reporter:
+            summary = await Provisioner(
+                db,
+                ops,
+                Messages(),
+                bot_user_id=config.user_id,
+                admins=config.admins,
+                locale=config.language,
+                reporter=reporter,
+                verify=verify,
+                reinvite=reinvite,
+            ).run()
+        if summary.ok:
+            await store.mark_requests_done(db, queued)
+        return summary
+    finally:
+        await client.close()
+
+
+async def cmd_provision(
+    db: Database, config: Config, args: argparse.Namespace, out: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    if args.plan:
+        for line in format_plan(await load_plan(db, config)):
+            print(line, file=out)
+        return 0
+    summary = await provision_with_config(
+        db,
+        config,
+        verify=args.verify,
+        reinvite=args.reinvite,
+        concurrency=args.concurrency,
+        out=out,
+    )
+    for line in format_summary(summary):
+        print(line, file=out)
+    return 0 if summary.ok else 1
+
+
+def format_plan(plan: Plan) -> list[str]:
+    lines = []
+    for key, spec in plan.rooms.items():
+        indent = "  " * plan.depth(key)
+        lines.append(f"{indent}{spec.name}  [{spec.kind}, {len(spec.members)} 人 / people]")
+    lines.append(f"共 {len(plan.rooms)} 个房间 / rooms")
+    return lines
+
+
+def bot_config(args: argparse.Namespace) -> Config | None:
+    """The bot config if one was given (or ./bot.yaml exists): provisioning needs its login."""
+    path = Path(args.config)
+    return load_config(path) if path.exists() else None
+
+
+async def import_then_provision(
+    db: Database, args: argparse.Namespace, out: TextIO | None = None
+) -> int:
+    """``gridbot roster import``: import, then provision when the rooms' plan changed."""
+    from bot.roster.commands import cmd_import
+
+    out = out or sys.stdout
+    config = None if args.dry_run or getattr(args, "no_provision", False) else bot_config(args)
+    before = (await load_plan(db, config)).fingerprint() if config else None
+    rc = await cmd_import(db, Path(args.file), args.dry_run, out)
+    if rc != 0 or config is None or before is None:
+        return rc
+    if (await load_plan(db, config)).fingerprint() == before:
+        print("房间无需调整 / the rooms need no change", file=out)
+        return rc
+    print("名册有变化，正在调整房间 / the roster changed: provisioning rooms", file=out)
+    summary = await provision_with_config(db, config, out=out)
+    for line in format_summary(summary):
+        print(line, file=out)
+    if not summary.ok:
+        print(
+            "名册已导入，但部分房间未能调整；请稍后运行 gridbot provision"
+            " / the roster was imported, but some rooms failed: run gridbot provision later",
+            file=out,
+        )
+        return 1
+    return rc

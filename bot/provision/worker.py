@@ -1,0 +1,69 @@
+"""Provisioning inside the running bot: runs when a handler queued a request (e.g. a confirmed
+staff change), with the bot's own client. Requests live in the database, so one queued just
+before a crash is carried out after the restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nio import AsyncClient
+
+from bot.context import Services
+from bot.provision import store
+from bot.provision.apply import Provisioner, Summary
+from bot.provision.matrix import MatrixOps
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+MAX_BACKOFF = 300.0
+
+
+class ProvisionWorker:
+    def __init__(
+        self, client: AsyncClient, db: Database, services: Services, *, poll: float = POLL_SECONDS
+    ) -> None:
+        self.client = client
+        self.db = db
+        self.services = services
+        self.poll = poll
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        delay = self.poll
+        while not stopping.is_set():
+            try:
+                summary = await self.run_pending()
+                delay = self.poll if summary is None or summary.ok else min(delay * 2, MAX_BACKOFF)
+            except Exception:
+                log.exception("provisioning failed; retrying")
+                delay = min(max(delay, 1.0) * 2, MAX_BACKOFF)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+
+    async def run_pending(self) -> Summary | None:
+        """One run for every request queued so far; they stay queued if a room failed."""
+        ids = await store.pending_requests(self.db)
+        if not ids:
+            return None
+        config = self.services.config
+        summary = await Provisioner(
+            self.db,
+            MatrixOps(self.client),
+            self.services.messages,
+            bot_user_id=config.user_id,
+            admins=config.admins,
+            locale=config.language,
+        ).run()
+        log.info(
+            "provisioned: %d created, %d invited, %d removed, %d failed",
+            len(summary.created),
+            len(summary.invited),
+            len(summary.removed),
+            len(summary.failed),
+        )
+        if summary.ok:
+            await store.mark_requests_done(self.db, ids)
+        return summary

@@ -1,0 +1,392 @@
+"""/hazard (/隐患): report a hazard step by step, or act on one by its id (or in its thread)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot import conversation
+from bot.commands import Arg, command
+from bot.context import CommandContext
+from bot.conversation import Conversation, Incoming, Step
+from bot.dates import parse_day
+from handlers import case_audit, hazard_flow
+from handlers.case_common import (
+    DONE_WORDS,
+    Poster,
+    Refusal,
+    actor_of,
+    enterprise_here,
+    home_room,
+    now_local,
+    photo_of,
+    pick_option,
+    refuse,
+    related_event_ids,
+    reportable_enterprises,
+    standing,
+)
+from handlers.visit_followup import is_visit_code, problem_text, visit_to_follow
+from storage import cases
+from storage.cases import GENERAL, HAZARD, MAJOR, Hazard
+from storage.directory import ADMIN, ENTERPRISE_STAFF, L2_STAFF
+from storage.hazard_categories import OTHER, categories_for, pick
+from storage.models import Enterprise, Grid, RoleKind
+
+REPORTERS = ENTERPRISE_STAFF | L2_STAFF
+ROLES = REPORTERS | {
+    RoleKind.L1_CHIEF,
+    RoleKind.L1_OFFICE_DIRECTOR,
+    RoleKind.L1_OFFICE_MEMBER,
+    ADMIN,
+}
+
+# Words that name a step, in commands and as replies in a hazard's thread (longest first).
+ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "verify_fail",
+        ("复查不通过", "复查未通过", "复查 不通过", "验收不通过", "不通过", "verify fail", "fail"),
+    ),
+    ("verify_pass", ("复查通过", "复查 通过", "验收通过", "通过", "verify pass", "pass")),
+    ("confirm", ("确认", "confirm")),
+    ("submit", ("整改完成", "已整改", "提交", "submit")),
+    ("close", ("销号", "close")),
+    ("supervise", ("挂牌督办", "督办", "supervise")),
+)
+_SEP = r"(?:$|[\s:：,，。;；])"
+_ACTION_RES = sorted(
+    ((re.compile(re.escape(w) + _SEP, re.IGNORECASE), a) for a, ws in ACTIONS for w in ws),
+    key=lambda p: -len(p[0].pattern),
+)
+GRADE_ANSWERS = {"1": GENERAL, "一般": GENERAL, "general": GENERAL}
+GRADE_ANSWERS |= {"2": MAJOR, "重大": MAJOR, "major": MAJOR}
+
+report_conv = Conversation("hazard")
+submit_conv = Conversation("hazard_submit")
+
+
+def parse_action(text: str) -> tuple[str, str] | None:
+    """'复查不通过，仍有堆放' → ('verify_fail', '仍有堆放'); None if no step is named."""
+    t = " ".join(text.split())
+    for pattern, action in _ACTION_RES:
+        m = pattern.match(t)
+        if m:
+            return action, t[m.end() :].strip(" :：,，。;；")
+    return None
+
+
+@command(
+    "hazard",
+    aliases=("隐患",),
+    summary={"zh_CN": "上报隐患，或办理某条隐患", "en": "report a hazard, or act on one"},
+    details={
+        "zh_CN": (
+            "不带参数：逐步上报隐患（内容、位置、类别、等级、照片、临时措施、整改措施、责任人、"
+            "整改期限）。\n"
+            "/隐患 V-2026-0001 把走访发现的问题作为隐患上报\n"
+            "/隐患 H-2026-0001 查看详情与记录\n"
+            "/隐患 H-2026-0001 确认 [一般|重大] [期限]（二级网格员确认等级和期限）\n"
+            "/隐患 H-2026-0001 整改完成 [说明]（企业提交，随后发送整改后照片）\n"
+            "/隐患 H-2026-0001 复查通过 / 复查不通过 [新期限] 原因（二级网格员复查）\n"
+            "/隐患 H-2026-0001 销号（重大隐患复查通过后，由二级或一级网格长销号）\n"
+            "/隐患 H-2026-0001 督办（二级或一级网格长挂牌督办）\n"
+            "在隐患话题里直接回复“确认”“整改完成”“复查通过”“复查不通过 原因”“销号”“督办”也可以。"
+        ),
+        "en": (
+            "Without arguments: report a hazard step by step. With an id: /hazard H-2026-0001 "
+            "shows it; confirm [general|major] [deadline] (level-2 member); submit [note] "
+            "(enterprise, then photos); verify pass | verify fail [new deadline] reason "
+            "(member); close (a chief, for a verified major hazard); supervise (a chief). "
+            "Replies in the hazard's thread work too: 确认, 整改完成, 复查通过, 复查不通过 …"
+        ),
+    },
+    args=(Arg({"zh_CN": "编号 操作", "en": "id action"}, required=False, rest=True, key="text"),),
+    roles=ROLES,
+)
+async def hazard_command(ctx: CommandContext) -> None:
+    text = (ctx.args.get("text") or "").strip()
+    if not text:
+        await start_report(ctx)
+        return
+    first, _, rest = text.partition(" ")
+    if is_visit_code(first):
+        await start_from_visit(ctx, first)
+        return
+    code = cases.parse_code(first)
+    if code is None:
+        # A step typed in a hazard's thread needs no id.
+        code = await cases.code_for_event(ctx.session, related_event_ids(ctx))
+        if code is None or cases.kind_of(code) != HAZARD:
+            refuse(ctx.reply, "need_code", "", HAZARD)
+            return
+        rest = text
+    elif cases.kind_of(code) != HAZARD:
+        refuse(ctx.reply, "wrong_kind", code, HAZARD)
+        return
+    await act(ctx, code, rest.strip())
+
+
+async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = False) -> bool:
+    """Run one step on a hazard for the sender; False if text names no step (replies only)."""
+    hazard = await hazard_flow.session_hazard(ctx.session, code)
+    if hazard is None:
+        refuse(ctx.reply, "not_found", code, HAZARD)
+        return True
+    ent = await ctx.session.get(Enterprise, hazard.enterprise_id)
+    assert ent is not None
+    st = await standing(ctx.session, ctx.identity, ent)
+    parsed = parse_action(text) if text else None
+    if from_reply and parsed is None:
+        return False
+    if not st.sees:
+        refuse(ctx.reply, "out_of_scope", code, HAZARD)
+        return True
+    if not text:
+        await case_audit.show(ctx, code)
+        return True
+    if parsed is None:
+        refuse(ctx.reply, "unknown_action", code, HAZARD, text=text)
+        return True
+    action, rest = parsed
+    actor = await actor_of(ctx, code)
+    poster = Poster.of(ctx)
+    config = ctx.services.config
+    try:
+        if action == "confirm":
+            await hazard_flow.confirm(poster, actor, st, config, hazard, rest)
+        elif action == "submit":
+            await start_submit(ctx, hazard, st.ent_staff, rest)
+            return True
+        elif action in ("verify_pass", "verify_fail"):
+            await hazard_flow.verify(
+                poster, actor, st, config, hazard, action == "verify_pass", rest
+            )
+        elif action == "close":
+            await hazard_flow.close(poster, actor, st, hazard, rest)
+        else:
+            await hazard_flow.supervise(poster, actor, st, hazard, rest)
+    except Refusal as refusal:
+        refuse(ctx.reply, refusal.reason, code, HAZARD, **refusal.values)
+        return True
+    if not actor.in_thread:
+        ctx.reply("case_ack", code=code, kind=HAZARD, action=action, status=hazard.status)
+    return True
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+async def start_report(ctx: CommandContext) -> None:
+    options = await reportable_enterprises(ctx.session, ctx.identity)
+    if not options:
+        refuse(ctx.reply, "no_enterprise", "", HAZARD)
+        return
+    ent = await enterprise_here(ctx, options)
+    if ent is None:
+        data: dict[str, Any] = {"options": [[e.id, e.name] for e in options]}
+        await conversation.start(ctx, report_conv, "enterprise", data)
+        ctx.reply("hazard_ask", step="enterprise", again=False, **data)
+        return
+    data = await _enterprise_data(ctx, ent)
+    await conversation.start(ctx, report_conv, "what", data)
+    ctx.reply("hazard_ask", step="what", again=False, enterprise=ent.name)
+
+
+async def start_from_visit(ctx: CommandContext, code: str) -> None:
+    """/hazard V-…: report what a visit found; the description is taken from the visit."""
+    found = await visit_to_follow(ctx, code)
+    if found is None:
+        return
+    visit, ent = found
+    data = await _enterprise_data(ctx, ent)
+    data["description"] = problem_text(ctx, visit)
+    await conversation.start(ctx, report_conv, "where", data)
+    ctx.reply("hazard_ask", step="where", again=False)
+
+
+async def _enterprise_data(ctx: CommandContext, ent: Enterprise) -> dict[str, Any]:
+    grid = await ctx.session.get(Grid, ent.grid_id)
+    categories = categories_for(ent.type, grid.domain if grid else "")
+    return {"enterprise_id": ent.id, "enterprise": ent.name, "categories": list(categories)}
+
+
+def _ask(step: Step, name: str, again: bool = False, **values: Any) -> None:
+    step.goto(name)
+    step.reply("hazard_ask", step=name, again=again, **values)
+
+
+@report_conv.step("enterprise")
+async def pick_enterprise(step: Step, msg: Incoming) -> None:
+    chosen = pick_option(step.data["options"], msg.text)
+    if chosen is None:
+        _ask(step, "enterprise", again=True, options=step.data["options"])
+        return
+    ent = await step.ctx.session.get(Enterprise, chosen[0])
+    assert ent is not None
+    step.data = await _enterprise_data(step.ctx, ent)
+    _ask(step, "what", enterprise=ent.name)
+
+
+@report_conv.step("what")
+async def ask_what(step: Step, msg: Incoming) -> None:
+    if not msg.text:
+        _ask(step, "what", again=True, enterprise=step.data["enterprise"])
+        return
+    step.data["description"] = msg.text
+    _ask(step, "where")
+
+
+@report_conv.step("where")
+async def ask_where(step: Step, msg: Incoming) -> None:
+    if not msg.text:
+        _ask(step, "where", again=True)
+        return
+    step.data["location"] = msg.text
+    _ask(step, "category", categories=step.data["categories"])
+
+
+@report_conv.step("category")
+async def ask_category(step: Step, msg: Incoming) -> None:
+    options = tuple(step.data["categories"])
+    text = msg.text
+    chosen = pick(options, text)
+    if chosen is None and text.startswith(OTHER) and len(text) > len(OTHER):
+        chosen = f"{OTHER}：{text[len(OTHER) :].strip(' :：')}"
+    if chosen is None:
+        _ask(step, "category", again=True, categories=list(options))
+        return
+    step.data["category"] = chosen
+    _ask(step, "grade")
+
+
+@report_conv.step("grade")
+async def ask_grade(step: Step, msg: Incoming) -> None:
+    grade = GRADE_ANSWERS.get(msg.text.lower().removesuffix("隐患"))
+    if grade is None:
+        _ask(step, "grade", again=True)
+        return
+    step.data["grade"] = grade
+    step.data["photos"] = []
+    _ask(step, "photos")
+
+
+@report_conv.step("photos")
+async def ask_photos(step: Step, msg: Incoming) -> None:
+    photo = photo_of(msg, step.ctx.sender)
+    if photo is not None:
+        step.data["photos"].append(photo)
+        step.reply("case_photo_received", count=len(step.data["photos"]))
+        return
+    if msg.text.lower() in DONE_WORDS:
+        _ask(step, "measures")
+        return
+    _ask(step, "photos", again=True)
+
+
+@report_conv.step("measures")
+async def ask_measures(step: Step, msg: Incoming) -> None:
+    if not msg.text:
+        _ask(step, "measures", again=True)
+        return
+    step.data["measures"] = msg.text
+    _ask(step, "plan")
+
+
+@report_conv.step("plan")
+async def ask_plan(step: Step, msg: Incoming) -> None:
+    if not msg.text:
+        _ask(step, "plan", again=True)
+        return
+    step.data["plan"] = msg.text
+    _ask(step, "responsible")
+
+
+@report_conv.step("responsible")
+async def ask_responsible(step: Step, msg: Incoming) -> None:
+    if not msg.text:
+        _ask(step, "responsible", again=True)
+        return
+    step.data["responsible"] = msg.text
+    _ask(step, "deadline")
+
+
+@report_conv.step("deadline")
+async def ask_deadline(step: Step, msg: Incoming) -> None:
+    ctx = step.ctx
+    today = now_local(ctx.services).date()
+    day = parse_day(msg.text, today, prefer="future") if msg.text else None
+    if day is None or day < today:
+        _ask(step, "deadline", again=True, past=day is not None)
+        return
+    options = await reportable_enterprises(ctx.session, ctx.identity)
+    if all(e.id != step.data["enterprise_id"] for e in options):
+        step.end()  # roles changed meanwhile
+        refuse(step.reply, "no_enterprise", "", HAZARD)
+        return
+    actor = await actor_of(ctx)
+    hazard, missing = await hazard_flow.report(
+        Poster.of(ctx),
+        actor,
+        ctx.services.config,
+        step.data["enterprise_id"],
+        {**step.data, "deadline": day},
+    )
+    step.end()
+    home = await home_room(ctx.session, hazard.code)
+    if home != ctx.room_id or missing:
+        step.reply(
+            "hazard_reported",
+            h=hazard,
+            enterprise=step.data["enterprise"],
+            missing=missing,
+            elsewhere=home != ctx.room_id,
+        )
+
+
+# --- submitting the rectification ---------------------------------------------------------------
+
+
+async def start_submit(ctx: CommandContext, hazard: Hazard, ent_staff: bool, note: str) -> None:
+    """Check the enterprise may submit now, then collect the after-photos in a conversation."""
+    if not ent_staff:
+        refuse(ctx.reply, "not_allowed", hazard.code, HAZARD, action="submit", who="ent_staff")
+        return
+    if hazard.status in (cases.H_REPORTED, cases.H_CONFIRMED):
+        refuse(ctx.reply, "not_confirmed", hazard.code, HAZARD)
+        return
+    if hazard.status != cases.H_RECTIFYING:
+        refuse(ctx.reply, "bad_state", hazard.code, HAZARD, action="submit", status=hazard.status)
+        return
+    data = {"code": hazard.code, "note": note, "photos": []}
+    await conversation.start(ctx, submit_conv, "photos", data)
+    ctx.reply("hazard_submit_ask", code=hazard.code, again=False)
+
+
+@submit_conv.step("photos")
+async def submit_photos(step: Step, msg: Incoming) -> None:
+    ctx = step.ctx
+    photo = photo_of(msg, ctx.sender)
+    if photo is not None:
+        step.data["photos"].append(photo)
+        step.reply("case_photo_received", count=len(step.data["photos"]))
+        return
+    code = step.data["code"]
+    if msg.text.lower() not in DONE_WORDS or not step.data["photos"]:
+        step.reply("hazard_submit_ask", code=code, again=True)
+        return
+    step.end()
+    hazard = await hazard_flow.session_hazard(ctx.session, code)
+    assert hazard is not None
+    ent = await ctx.session.get(Enterprise, hazard.enterprise_id)
+    assert ent is not None
+    st = await standing(ctx.session, ctx.identity, ent)
+    actor = await actor_of(ctx, code)
+    try:
+        await hazard_flow.submit(
+            Poster.of(ctx), actor, st, hazard, step.data["photos"], step.data["note"]
+        )
+    except Refusal as refusal:
+        refuse(step.reply, refusal.reason, code, HAZARD, **refusal.values)
+        return
+    if not actor.in_thread:
+        step.reply("case_ack", code=code, kind=HAZARD, action="submit", status=hazard.status)

@@ -1,0 +1,308 @@
+"""/meeting (/会议) and /training (/培训): the quarterly safety meeting and grid-member training.
+
+/meeting: a level-2 chief records the safety meeting (安全生产工作会议) of their grid: date,
+attendees, topics, decisions and, optionally, the minutes as a file. The meeting counts for the
+quarter of its date (see handlers/obligations.py for the quarterly reminders).
+
+/training: level-1 staff (chief, office) or an admin record a training: date, topic and who
+attended; names are matched to roster people of the recorder's county where that is unambiguous.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from bot import conversation, dates
+from bot.commands import DIRECT, GRID_ROOMS, command
+from bot.context import CommandContext
+from bot.conversation import Incoming, Step
+from handlers.answers import NO, SKIP, YES, choose, is_in, past_day, split_names
+from storage.directory import ADMIN, L1_STAFF
+from storage.models import Grid, RoleKind
+from storage.visit_reports import level2_grids
+from storage.visits import (
+    MEETING_PREFIX,
+    TRAINING_PREFIX,
+    Meeting,
+    Training,
+    TrainingAttendee,
+    match_people,
+    next_code,
+)
+
+meeting_conv = conversation.Conversation("meeting")
+training_conv = conversation.Conversation("training")
+ROOMS = GRID_ROOMS | {DIRECT}
+L1_ROLES = frozenset(L1_STAFF - {ADMIN})
+
+MEETING_FIELDS = ("grid", "date", "attendees", "topics", "decisions", "minutes")
+TRAINING_FIELDS = ("date", "topic", "attendees")
+
+
+@command(
+    "meeting",
+    aliases=("会议",),
+    summary={"zh_CN": "登记本季度安全生产工作会议", "en": "record the quarterly safety meeting"},
+    details={
+        "zh_CN": (
+            "二级网格长每季度至少召开一次安全生产工作会议。按提示回答：日期（默认今天）、参会人员、"
+            "议题、议定事项，然后可发送会议纪要文件（或回复 跳过），最后回复 确认 保存。"
+        ),
+        "en": (
+            "A level-2 chief holds a safety meeting at least once a quarter. Answer: date "
+            "(default today), attendees, topics, decisions; then send the minutes as a file (or "
+            "reply skip), and reply yes to save."
+        ),
+    },
+    roles=frozenset({RoleKind.L2_CHIEF}),
+    rooms=ROOMS,
+)
+async def meeting(ctx: CommandContext) -> None:
+    grids = _chief_grids(ctx)
+    data: dict[str, Any] = {"choices": [[g.id, g.name] for g in grids]}
+    if len(grids) == 1:
+        data["grid_id"], data["grid"] = grids[0].id, grids[0].name
+    state = _ask(ctx, "meeting", MEETING_FIELDS, data)
+    await conversation.start(ctx, meeting_conv, state, data)
+
+
+@command(
+    "training",
+    aliases=("培训",),
+    summary={"zh_CN": "登记一次网格员培训", "en": "record a grid-member training"},
+    details={
+        "zh_CN": (
+            "一级网格办公室登记培训（先培训、后上岗；每年培训）。按提示回答：日期（默认今天）、"
+            "培训内容、参加人员（姓名用顿号、逗号或空格分隔，会与名册匹配），最后回复 确认 保存。"
+        ),
+        "en": (
+            "The level-1 office records a training. Answer: date (default today), topic, "
+            "attendees (names separated by commas or spaces, matched to the roster), then yes."
+        ),
+    },
+    roles=L1_STAFF,
+    rooms=ROOMS,
+)
+async def training(ctx: CommandContext) -> None:
+    state = _ask(ctx, "training", TRAINING_FIELDS, {})
+    await conversation.start(ctx, training_conv, state, {})
+
+
+# --- meeting steps ---------------------------------------------------------------------------
+
+
+@meeting_conv.step("grid")
+async def meeting_grid(step: Step, msg: Incoming) -> None:
+    names = [name for _id, name in step.data["choices"]]
+    picked = choose(names, msg.text) if not msg.is_media else None
+    if picked is None or picked.one is None:
+        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="pick"))
+        return
+    step.data["grid_id"], step.data["grid"] = step.data["choices"][picked.one]
+    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+
+
+@meeting_conv.step("date")
+async def meeting_date(step: Step, msg: Incoming) -> None:
+    _take_date(step, msg, "meeting", MEETING_FIELDS)
+
+
+@meeting_conv.step("attendees")
+@meeting_conv.step("topics")
+@meeting_conv.step("decisions")
+async def meeting_text(step: Step, msg: Incoming) -> None:
+    if msg.is_media or not msg.text:
+        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="need_text"))
+        return
+    step.data[step.state] = msg.text
+    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+
+
+@meeting_conv.step("minutes")
+async def meeting_minutes(step: Step, msg: Incoming) -> None:
+    if msg.is_media and msg.media and msg.media.get("url"):
+        info = msg.media.get("info") or {}
+        step.data["minutes"] = {
+            "url": msg.media["url"],
+            "name": msg.media.get("name") or "",
+            "mimetype": info.get("mimetype"),
+        }
+    elif is_in(msg.text, SKIP):
+        step.data["minutes"] = None
+    else:
+        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="not_file"))
+        return
+    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+
+
+@meeting_conv.step("confirm")
+async def meeting_confirm(step: Step, msg: Incoming) -> None:
+    if await _confirm(step, msg, "meeting", MEETING_FIELDS):
+        await _save_meeting(step.ctx, step.data, msg)
+
+
+# --- training steps --------------------------------------------------------------------------
+
+
+@training_conv.step("date")
+async def training_date(step: Step, msg: Incoming) -> None:
+    _take_date(step, msg, "training", TRAINING_FIELDS)
+
+
+@training_conv.step("topic")
+async def training_topic(step: Step, msg: Incoming) -> None:
+    if msg.is_media or not msg.text:
+        step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data, error="need_text"))
+        return
+    step.data["topic"] = msg.text
+    step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data))
+
+
+@training_conv.step("attendees")
+async def training_attendees(step: Step, msg: Incoming) -> None:
+    names = split_names(msg.text) if not msg.is_media else []
+    if not names:
+        step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data, error="no_names"))
+        return
+    matched = await match_people(step.ctx.session, names, await _county_grids(step.ctx))
+    step.data["attendees_text"] = msg.text
+    step.data["attendees"] = [[name, matched[name]] for name in names]
+    step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data))
+
+
+@training_conv.step("confirm")
+async def training_confirm(step: Step, msg: Incoming) -> None:
+    if await _confirm(step, msg, "training", TRAINING_FIELDS):
+        await _save_training(step.ctx, step.data, msg)
+
+
+# --- shared ----------------------------------------------------------------------------------
+
+
+def _ask(
+    ctx: CommandContext, kind: str, fields: tuple[str, ...], data: dict[str, Any], **extra: Any
+) -> str:
+    """Ask the first field not yet in ``data`` (or show the summary); returns the step name."""
+    state = next((f for f in fields if f not in data and f + "_id" not in data), "confirm")
+    values: dict[str, Any] = {"error": None, "answer": None, **extra}
+    if state == "grid":
+        values["choices"] = [name for _id, name in data["choices"]]
+    if state == "confirm":
+        values.update(_summary(kind, data))
+        ctx.reply(f"{kind}_summary", **values)
+    else:
+        ctx.reply(f"{kind}_ask", field=state, **values)
+    return state
+
+
+def _summary(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    day = date.fromisoformat(data["date"])
+    if kind == "meeting":
+        minutes = data.get("minutes")
+        return {
+            "grid": data["grid"],
+            "date": data["date"],
+            "quarter": dates.quarter_of(day),
+            "attendees": data["attendees"],
+            "topics": data["topics"],
+            "decisions": data["decisions"],
+            "minutes": minutes["name"] if minutes else None,
+        }
+    return {
+        "date": data["date"],
+        "topic": data["topic"],
+        "matched": [name for name, pid in data["attendees"] if pid],
+        "unmatched": [name for name, pid in data["attendees"] if not pid],
+    }
+
+
+def _take_date(step: Step, msg: Incoming, kind: str, fields: tuple[str, ...]) -> None:
+    if msg.is_media:
+        step.goto(_ask(step.ctx, kind, fields, step.data, error="need_text"))
+        return
+    day, error = past_day(msg.text, dates.today(step.ctx.services.config.tz))
+    if error or day is None:
+        step.goto(_ask(step.ctx, kind, fields, step.data, error=error, answer=msg.text))
+        return
+    step.data["date"] = day.isoformat()
+    step.goto(_ask(step.ctx, kind, fields, step.data))
+
+
+async def _confirm(step: Step, msg: Incoming, kind: str, fields: tuple[str, ...]) -> bool:
+    """True when the answer is yes (the caller saves); handles no and anything else."""
+    if not msg.is_media and is_in(msg.text, YES):
+        step.end()
+        return True
+    if not msg.is_media and is_in(msg.text, NO):
+        step.end()
+        step.reply("conversation_cancelled", name=kind)
+        return False
+    step.goto(_ask(step.ctx, kind, fields, step.data, error="confirm_hint"))
+    return False
+
+
+def _chief_grids(ctx: CommandContext) -> list[Grid]:
+    grids = {
+        r.grid.id: r.grid
+        for r in ctx.identity.roles
+        if r.kind == RoleKind.L2_CHIEF and r.grid and r.grid.active
+    }
+    return sorted(grids.values(), key=lambda g: (g.name, g.id))
+
+
+def _l1_grid(ctx: CommandContext) -> Grid | None:
+    return next((r.grid for r in ctx.identity.roles if r.kind in L1_ROLES and r.grid), None)
+
+
+async def _county_grids(ctx: CommandContext) -> set[int] | None:
+    """The recorder's level-1 grid and its level-2 grids, where names are matched first."""
+    l1 = _l1_grid(ctx)
+    if l1 is None:
+        return None
+    return {l1.id, *(g.id for g in await level2_grids(ctx.session, parent_ids=[l1.id]))}
+
+
+async def _save_meeting(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> None:
+    person = ctx.identity.person
+    assert person is not None  # L2_CHIEF implies a roster person
+    today = dates.today(ctx.services.config.tz)
+    code = await next_code(ctx.session, MEETING_PREFIX, today.year)
+    ctx.session.add(
+        Meeting(
+            code=code,
+            grid_id=data["grid_id"],
+            person_id=person.id,
+            meeting_date=date.fromisoformat(data["date"]),
+            attendees=data["attendees"],
+            topics=data["topics"],
+            decisions=data["decisions"],
+            minutes=data.get("minutes"),
+            room_id=ctx.room_id,
+            event_id=msg.event_id,
+        )
+    )
+    ctx.reply("meeting_saved", code=code, **_summary("meeting", data))
+
+
+async def _save_training(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> None:
+    today = dates.today(ctx.services.config.tz)
+    code = await next_code(ctx.session, TRAINING_PREFIX, today.year)
+    l1 = _l1_grid(ctx)
+    record = Training(
+        code=code,
+        grid_id=l1.id if l1 else None,
+        recorded_by=ctx.sender,
+        training_date=date.fromisoformat(data["date"]),
+        topic=data["topic"],
+        attendees_text=data["attendees_text"],
+        room_id=ctx.room_id,
+        event_id=msg.event_id,
+    )
+    ctx.session.add(record)
+    await ctx.session.flush()
+    ctx.session.add_all(
+        TrainingAttendee(training_id=record.id, name=name, person_id=pid)
+        for name, pid in data["attendees"]
+    )
+    ctx.reply("training_saved", code=code, **_summary("training", data))

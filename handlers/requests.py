@@ -1,0 +1,210 @@
+"""/escalate (/上报), /take (/受理), /resolve (/解决): problems raised up the grid."""
+
+from __future__ import annotations
+
+from bot import conversation
+from bot.commands import Arg, command
+from bot.context import CommandContext
+from bot.conversation import Conversation, Incoming, Step
+from handlers import request_flow
+from handlers.case_common import (
+    Poster,
+    Refusal,
+    actor_of,
+    enterprise_here,
+    home_room,
+    refuse,
+    standing,
+)
+from handlers.visit_followup import is_visit_code, problem_text, visit_to_follow
+from storage import cases
+from storage.cases import REQUEST, CaseRequest
+from storage.directory import ENTERPRISE_STAFF, L2_STAFF
+from storage.models import Enterprise, RoleKind
+
+HANDLERS = L2_STAFF | {RoleKind.L1_CHIEF, RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER}
+
+raise_conv = Conversation("escalate")
+
+# Replies in a request's thread that act on it.
+REPLY_WORDS = {
+    "受理": "take",
+    "take": "take",
+    "解决": "resolve",
+    "已解决": "resolve",
+    "resolve": "resolve",
+    "上报": "escalate",
+    "转上级": "escalate",
+    "escalate": "escalate",
+}
+
+_CODE_ARG = Arg({"zh_CN": "编号", "en": "id"}, key="code")
+
+
+@command(
+    "escalate",
+    aliases=("上报",),
+    summary={
+        "zh_CN": "向网格员反映问题诉求，或把诉求转交上一级",
+        "en": "raise a problem to your grid member, or pass a request up",
+    },
+    details={
+        "zh_CN": (
+            "企业：/上报 问题描述（不带描述则逐步填写），由服务本企业的二级网格员受理；"
+            "二级网格员在企业群中 /上报 问题 则直接报二级网格。\n"
+            "转交上一级：/上报 E-2026-0001 [说明]"
+            "（网格员 → 二级网格办公室/网格长 → 一级网格长）。\n"
+            "每一级有受理时限，超时无人受理会自动上报，并告知提出人。"
+        ),
+        "en": (
+            "Enterprise: /escalate <problem> (or step by step), answered by its level-2 member. "
+            "Pass up: /escalate E-2026-0001 [note] (member → level-2 office/chief → level-1 "
+            "chief). Each level has a deadline; untaken requests go up by themselves."
+        ),
+    },
+    args=(
+        Arg({"zh_CN": "问题或编号", "en": "problem or id"}, required=False, rest=True, key="text"),
+    ),
+    roles=ENTERPRISE_STAFF | L2_STAFF,
+)
+async def escalate_command(ctx: CommandContext) -> None:
+    text = (ctx.args.get("text") or "").strip()
+    first, _, rest = text.partition(" ")
+    if text and is_visit_code(first):
+        found = await visit_to_follow(ctx, first)
+        if found is not None:
+            visit, ent = found
+            await _raise(ctx, (ent, "level2"), problem_text(ctx, visit))
+        return
+    code = cases.parse_code(first) if text else None
+    if code is not None:
+        await act(ctx, code, "escalate", rest.strip())
+        return
+    target = await raise_target(ctx)
+    if target is None:
+        return
+    if not text:
+        await conversation.start(ctx, raise_conv, "text", {})
+        ctx.reply("request_ask", enterprise=target[0].name)
+        return
+    await _raise(ctx, target, text)
+
+
+@command(
+    "take",
+    aliases=("受理",),
+    summary={"zh_CN": "受理一条问题诉求", "en": "take a request"},
+    details={
+        "zh_CN": "例如 /受理 E-2026-0001。由诉求当前所在层级的人员受理，受理后不再自动上报。",
+        "en": "e.g. /take E-2026-0001, by someone at the request's current level.",
+    },
+    args=(_CODE_ARG,),
+    roles=HANDLERS,
+)
+async def take_command(ctx: CommandContext) -> None:
+    code = _request_code(ctx, ctx.args["code"])
+    if code:
+        await act(ctx, code, "take", "")
+
+
+@command(
+    "resolve",
+    aliases=("解决",),
+    summary={"zh_CN": "答复并办结一条问题诉求", "en": "resolve a request with an answer"},
+    details={
+        "zh_CN": "例如 /解决 E-2026-0001 已协调交警在路口增设警示标志。",
+        "en": "e.g. /resolve E-2026-0001 warning signs added with the traffic police.",
+    },
+    args=(_CODE_ARG, Arg({"zh_CN": "处理结果", "en": "answer"}, rest=True, key="note")),
+    roles=HANDLERS,
+)
+async def resolve_command(ctx: CommandContext) -> None:
+    code = _request_code(ctx, ctx.args["code"])
+    if code:
+        await act(ctx, code, "resolve", ctx.args["note"])
+
+
+def _request_code(ctx: CommandContext, text: str) -> str | None:
+    code = cases.parse_code(text)
+    if code is None or cases.kind_of(code) != REQUEST:
+        refuse(ctx.reply, "bad_code" if code is None else "wrong_kind", text, REQUEST)
+        return None
+    return code
+
+
+async def act(ctx: CommandContext, code: str, action: str, note: str) -> None:
+    if cases.kind_of(code) != REQUEST:
+        refuse(ctx.reply, "wrong_kind", code, REQUEST)
+        return
+    req = await cases.get_case(ctx.session, code)
+    if not isinstance(req, CaseRequest):
+        refuse(ctx.reply, "not_found", code, REQUEST)
+        return
+    ent = await ctx.session.get(Enterprise, req.enterprise_id)
+    assert ent is not None
+    st = await standing(ctx.session, ctx.identity, ent)
+    if not st.sees:
+        refuse(ctx.reply, "out_of_scope", code, REQUEST)
+        return
+    actor = await actor_of(ctx, code)
+    poster = Poster.of(ctx)
+    try:
+        if action == "take":
+            await request_flow.take(poster, actor, st, req)
+        elif action == "resolve":
+            await request_flow.resolve(poster, actor, st, req, note)
+        else:
+            await request_flow.pass_up(poster, actor, st, ctx.services.config, req, note)
+    except Refusal as refusal:
+        refuse(ctx.reply, refusal.reason, code, REQUEST, **refusal.values)
+        return
+    if not actor.in_thread:
+        ctx.reply("case_ack", code=code, kind=REQUEST, action=action, status=req.state)
+
+
+async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str] | None:
+    """Which enterprise a new request is for, and the level it starts at (replies if none)."""
+    ident = ctx.identity
+    own = [r.enterprise for r in ident.roles if r.enterprise and r.kind in ENTERPRISE_STAFF]
+    if own:
+        ent = await enterprise_here(ctx, own)
+        if ent is not None:
+            return ent, "member"
+    elif ident.served:
+        ent = await enterprise_here(ctx, list(ident.served))
+        if ent is not None:
+            return ent, "level2"
+    refuse(ctx.reply, "raise_where", "", REQUEST)
+    return None
+
+
+async def _raise(ctx: CommandContext, target: tuple[Enterprise, str], text: str) -> None:
+    ent, level = target
+    actor = await actor_of(ctx)
+    req = await request_flow.raise_request(
+        Poster.of(ctx), actor, ctx.services.config, ent.id, text, level
+    )
+    if await home_room(ctx.session, req.code) != ctx.room_id:
+        ctx.reply("request_raised", r=req, enterprise=ent.name, tz=ctx.services.config.tz)
+
+
+@raise_conv.step("text")
+async def ask_text(step: Step, msg: Incoming) -> None:
+    ctx = step.ctx
+    if not msg.text:
+        step.reply("request_ask", enterprise="")
+        return
+    target = await raise_target(ctx)
+    step.end()
+    if target is not None:
+        await _raise(ctx, target, msg.text)
+
+
+async def on_reply(ctx: CommandContext, code: str, text: str) -> bool:
+    """A reply in a request's thread: 受理 / 解决 答复 / 上报 [说明]; other chat is ignored."""
+    word, _, rest = " ".join(text.split()).partition(" ")
+    action = REPLY_WORDS.get(word.lower())
+    if action is None:
+        return False
+    await act(ctx, code, action, rest)
+    return True

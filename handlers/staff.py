@@ -1,0 +1,254 @@
+"""/staff (人员变动): an enterprise reports a staff change; its level-2 member confirms it.
+
+Declared in the enterprise's room by its chief or a member, stored as pending (S-<n>); the
+level-2 member serving the enterprise (or the level-2 chief) confirms with /确认变动 S-<n> or
+rejects with /驳回变动 S-<n>. On confirmation the roster is updated with the date and the bot's
+provisioning worker moves people in and out of the rooms.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from bot import dates
+from bot.commands import ENTERPRISE_ROOM, Arg, command
+from bot.context import CommandContext
+from bot.provision.store import request_provisioning
+from bot.staff import StaffError, apply, deciders, declare, enterprise_staff, parse_code
+from storage import rooms
+from storage.directory import ENTERPRISE_STAFF, L2_STAFF
+from storage.models import Enterprise, RoleKind, StaffChange
+
+_CONFIRM = frozenset({"confirm", "确认", "ok"})
+_REJECT = frozenset({"reject", "驳回", "退回"})
+_CANCEL = frozenset({"cancel", "撤回", "撤销"})
+_LIST = frozenset({"list", "列表", "待确认"})
+
+_CODE_ARG = Arg({"zh_CN": "编号", "en": "code"}, parse=parse_code, key="code")
+
+
+@command(
+    "staff",
+    aliases=("人员变动",),
+    summary={
+        "zh_CN": "报告本企业人员变动（离开、加入），由服务网格员确认",
+        "en": "report a staff change of this enterprise, confirmed by its grid member",
+    },
+    details={
+        "zh_CN": "在企业群中发送，每行一项：「离开 姓名」或「加入 企业负责人|企业网格员 姓名 电话 "
+        "@账号」（电话、账号至少一项）。例如：/人员变动 离开 张敏；加入 企业网格员 李四 "
+        "13800000000。不带内容时列出待确认的变动；/人员变动 撤回 S-3 撤回自己的申请。",
+        "en": "In the enterprise room, one item per line: 'leave NAME' or 'join ent_chief|"
+        "ent_member NAME PHONE @id' (phone or Matrix id at least). Example: /staff leave Zhang; "
+        "join ent_member Li 13800000000. Without text: the pending changes; /staff cancel S-3 "
+        "withdraws your request.",
+    },
+    args=(Arg({"zh_CN": "变动内容", "en": "changes"}, required=False, rest=True, key="text"),),
+    roles=ENTERPRISE_STAFF | L2_STAFF,
+)
+async def staff(ctx: CommandContext) -> None:
+    text = (ctx.args.get("text") or "").strip()
+    head, rest = [*text.split(maxsplit=1), "", ""][:2]
+    word = head.lower()
+    try:
+        if word in _CONFIRM | _REJECT | _CANCEL:
+            code_text, _, reason = rest.strip().partition(" ")
+            try:
+                code = parse_code(code_text)
+            except ValueError:
+                raise StaffError("bad_code", value=code_text or "") from None
+            if word in _CONFIRM:
+                await _confirm(ctx, code)
+            elif word in _REJECT:
+                await _reject(ctx, code, reason.strip() or None)
+            else:
+                await _cancel(ctx, code)
+        elif not text or word in _LIST:
+            await _list(ctx)
+        else:
+            await _declare(ctx, text)
+    except StaffError as err:
+        ctx.reply("staff_error", reason=err.reason, **err.values)
+
+
+@command(
+    "staff-confirm",
+    aliases=("确认变动",),
+    summary={
+        "zh_CN": "确认企业人员变动，更新名册",
+        "en": "confirm a staff change: update the roster",
+    },
+    args=(_CODE_ARG,),
+    roles=L2_STAFF,
+)
+async def staff_confirm(ctx: CommandContext) -> None:
+    try:
+        await _confirm(ctx, ctx.args["code"])
+    except StaffError as err:
+        ctx.reply("staff_error", reason=err.reason, **err.values)
+
+
+@command(
+    "staff-reject",
+    aliases=("驳回变动",),
+    summary={"zh_CN": "驳回企业人员变动", "en": "reject a staff change"},
+    args=(
+        _CODE_ARG,
+        Arg({"zh_CN": "原因", "en": "reason"}, required=False, rest=True, key="reason"),
+    ),
+    roles=L2_STAFF,
+)
+async def staff_reject(ctx: CommandContext) -> None:
+    try:
+        await _reject(ctx, ctx.args["code"], ctx.args.get("reason"))
+    except StaffError as err:
+        ctx.reply("staff_error", reason=err.reason, **err.values)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+async def _room_enterprise(ctx: CommandContext) -> Enterprise:
+    info = await rooms.get(ctx.session, ctx.room_id)
+    if ctx.room_kind != ENTERPRISE_ROOM or info is None or info.enterprise_id is None:
+        raise StaffError("enterprise_room_only")
+    enterprise = await ctx.session.get(Enterprise, info.enterprise_id)
+    if enterprise is None or not enterprise.active:
+        raise StaffError("enterprise_room_only")
+    return enterprise
+
+
+async def _declare(ctx: CommandContext, text: str) -> None:
+    enterprise = await _room_enterprise(ctx)
+    mine = any(
+        r.kind in ENTERPRISE_STAFF and r.enterprise and r.enterprise.id == enterprise.id
+        for r in ctx.identity.roles
+    )
+    if not mine:
+        raise StaffError("not_staff_here", enterprise=enterprise.name)
+    items = await declare(ctx.session, enterprise.id, text)
+    change = StaffChange(
+        enterprise_id=enterprise.id,
+        room_id=ctx.room_id,
+        requested_by=ctx.sender,
+        request_event_id=ctx.event.event_id,
+        items=items,
+        status="pending",
+    )
+    ctx.session.add(change)
+    await ctx.session.flush()
+    who = await deciders(ctx.session, enterprise)
+    msg = ctx.reply(
+        "staff_declared",
+        code=change.code,
+        enterprise=enterprise.name,
+        items=items,
+        deciders=[{"name": d.name, "user_id": d.user_id} for d in who],
+    )
+    mentions = [ctx.sender, *(d.user_id for d in who if d.user_id)]
+    msg.content = {**msg.content, "m.mentions": {"user_ids": mentions}}
+
+
+async def _load(ctx: CommandContext, code: int) -> tuple[StaffChange, Enterprise]:
+    change = await ctx.session.get(StaffChange, code)
+    if change is None:
+        raise StaffError("no_request", code=f"S-{code}")
+    if change.status != "pending":
+        raise StaffError("not_pending", code=change.code, status=change.status)
+    enterprise = await ctx.session.get(Enterprise, change.enterprise_id)
+    assert enterprise is not None
+    return change, enterprise
+
+
+async def _may_decide(ctx: CommandContext, enterprise: Enterprise, change: StaffChange) -> None:
+    who = await deciders(ctx.session, enterprise)
+    if ctx.sender not in {d.user_id for d in who}:
+        raise StaffError(
+            "not_decider",
+            code=change.code,
+            enterprise=enterprise.name,
+            deciders=[d.name for d in who],
+        )
+
+
+async def _confirm(ctx: CommandContext, code: int) -> None:
+    change, enterprise = await _load(ctx, code)
+    await _may_decide(ctx, enterprise, change)
+    today = dates.today(ctx.services.config.tz)
+    await apply(ctx.session, enterprise.id, list(change.items), today)
+    _decide(ctx, change, "confirmed")
+    change.effective_on = today
+    request_provisioning(ctx.session, f"staff change {change.code}")
+    _announce(ctx, change, enterprise, today=today)
+
+
+async def _reject(ctx: CommandContext, code: int, reason: str | None) -> None:
+    change, enterprise = await _load(ctx, code)
+    await _may_decide(ctx, enterprise, change)
+    _decide(ctx, change, "rejected")
+    change.note = reason
+    _announce(ctx, change, enterprise, reason=reason)
+
+
+async def _cancel(ctx: CommandContext, code: int) -> None:
+    change, enterprise = await _load(ctx, code)
+    chiefs = {
+        s.matrix_id
+        for s in await enterprise_staff(ctx.session, enterprise.id)
+        if s.kind == RoleKind.ENT_CHIEF
+    }
+    if ctx.sender != change.requested_by and ctx.sender not in chiefs:
+        raise StaffError("not_requester", code=change.code)
+    _decide(ctx, change, "cancelled")
+    _announce(ctx, change, enterprise)
+
+
+def _decide(ctx: CommandContext, change: StaffChange, status: str) -> None:
+    change.status = status
+    change.decided_by = ctx.sender
+    change.decided_at = datetime.now(UTC)
+
+
+def _announce(
+    ctx: CommandContext, change: StaffChange, enterprise: Enterprise, **extra: Any
+) -> None:
+    values: dict[str, Any] = {
+        "code": change.code,
+        "status": change.status,
+        "enterprise": enterprise.name,
+        "items": change.items,
+        "by": ctx.identity.display_name,
+        "today": None,
+        "reason": None,
+        **extra,
+    }
+    ctx.reply("staff_decided", **values)
+    if ctx.room_id != change.room_id:
+        ctx.send(change.room_id, "staff_decided", mentions=[change.requested_by], **values)
+
+
+async def _list(ctx: CommandContext) -> None:
+    ids: set[int] = set()
+    info = await rooms.get(ctx.session, ctx.room_id)
+    if ctx.room_kind == ENTERPRISE_ROOM and info is not None and info.enterprise_id:
+        ids.add(info.enterprise_id)
+    ident = ctx.identity
+    ids.update(e.id for e in ident.served)
+    ids.update(r.enterprise.id for r in ident.roles if r.enterprise is not None)
+    chief_grids = [r.grid.id for r in ident.roles if r.kind == RoleKind.L2_CHIEF and r.grid]
+    rows = await ctx.session.execute(
+        select(StaffChange, Enterprise)
+        .join(Enterprise, Enterprise.id == StaffChange.enterprise_id)
+        .where(
+            StaffChange.status == "pending",
+            or_(StaffChange.enterprise_id.in_(ids), Enterprise.grid_id.in_(chief_grids)),
+        )
+        .order_by(StaffChange.id)
+    )
+    ctx.reply(
+        "staff_list",
+        changes=[{"code": c.code, "enterprise": e.name, "items": c.items} for c, e in rows.all()],
+    )

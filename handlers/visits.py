@@ -1,0 +1,332 @@
+"""/visit (/走访): a level-2 member logs an on-site visit, step by step or in one line.
+
+Steps: enterprise → date → what was checked → problems → photos → confirm. Every answer is
+checked where it is given and a bad one is asked again with the reason; the state lives in the
+database (bot.conversation), so a restart continues at the same question.
+
+One-line form: ``/visit 赣西物流 检查了车辆动态监控，无问题`` picks the enterprise by part of its
+name, takes the rest as what was checked and the date as today. When the text says there was no
+problem (无问题, 未发现隐患 …) problems are none; otherwise the problems question is asked. It then
+goes straight to the summary (photos may still be sent before 确认).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from bot import conversation, dates
+from bot.commands import DIRECT, ENTERPRISE_ROOM, GRID_ROOMS, Arg, command
+from bot.context import CommandContext
+from bot.conversation import Incoming, Step
+from handlers.answers import DONE, NO, NONE, SKIP, YES, choose, is_in, past_day, says_no_problem
+from storage import rooms
+from storage.models import RoleKind
+from storage.visits import (
+    VISIT_PREFIX,
+    Visit,
+    assignment_on,
+    current_since,
+    next_code,
+    room_of,
+)
+
+conv = conversation.Conversation("visit")
+VISIT_ROOMS = GRID_ROOMS | {DIRECT}
+
+
+@command(
+    "visit",
+    aliases=("走访",),
+    summary={"zh_CN": "登记一次企业走访", "en": "log an on-site visit to an enterprise"},
+    details={
+        "zh_CN": (
+            "按提示依次回答：企业（序号或名称的一部分）、日期（默认今天；可写 昨天、11月20日、"
+            "2026-11-20）、检查内容、发现的问题（无 或 具体问题）、照片（可发多张，发完回复 完成，"
+            "或回复 跳过），最后回复 确认 保存或 取消 放弃。随时发送 /取消 结束。\n"
+            "一句话登记：/走访 赣西物流 检查了车辆动态监控，无问题（日期为今天）。\n"
+            "保存后记录会发到该企业群；发现问题时可用 /hazard 或 /escalate 加走访编号"
+            "转为隐患或上报。"
+        ),
+        "en": (
+            "Answer in turn: enterprise (number or part of the name), date (default today; "
+            "yesterday, 11月20日, 2026-11-20), what was checked, problems found (无/none or text), "
+            "photos (send any number, then 完成/done, or 跳过/skip), then 确认/yes to save or "
+            "取消/no. /cancel ends it at any step.\n"
+            "One line: /visit 赣西物流 checked the vehicle monitoring, no problem (dated today).\n"
+            "The record is posted in the enterprise room; problems can be followed up with "
+            "/hazard or /escalate and the visit id."
+        ),
+    },
+    args=(
+        Arg(
+            {"zh_CN": "企业 检查内容", "en": "enterprise what-was-checked"},
+            required=False,
+            rest=True,
+            key="text",
+        ),
+    ),
+    roles=frozenset({RoleKind.L2_MEMBER}),
+    rooms=VISIT_ROOMS,
+)
+async def visit(ctx: CommandContext) -> None:
+    served = ctx.identity.served
+    if not served:
+        ctx.reply("visit_no_enterprises")
+        return
+    data: dict[str, Any] = {"choices": [[e.id, e.name] for e in served], "photos": []}
+    error: dict[str, Any] = {}
+    text = (ctx.args.get("text") or "").strip()
+    if text:
+        query, *rest = text.split(maxsplit=1)
+        picked = choose(_names(data), query)
+        if rest:
+            # The one-line form: today, the rest is what was checked, photos optional at confirm.
+            data.update(oneline=True, checked=rest[0], photos_done=True)
+            if says_no_problem(rest[0]):
+                data.update(problems_set=True, problems=None)
+        if picked.one is not None:
+            error = await _set_enterprise(ctx, data, picked.one)
+        else:
+            error = {"error": "ambiguous" if picked.picks else "unknown", "query": query}
+            data["matches"] = list(picked.picks)
+    else:
+        index = await _room_enterprise(ctx, data)
+        if index is None and len(served) == 1:
+            index = 0
+        if index is not None:
+            error = await _set_enterprise(ctx, data, index)
+    state = await _ask_next(ctx, data, **error)
+    await conversation.start(ctx, conv, state, data)
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+@conv.step("enterprise")
+async def step_enterprise(step: Step, msg: Incoming) -> None:
+    data = step.data
+    if msg.is_media:
+        step.goto(await _ask_next(step.ctx, data, error="need_text"))
+        return
+    picked = choose(_names(data), msg.text)
+    if picked.one is None:
+        data["matches"] = list(picked.picks)
+        error = "ambiguous" if picked.picks else "unknown"
+        step.goto(await _ask_next(step.ctx, data, error=error, query=msg.text))
+        return
+    extra = await _set_enterprise(step.ctx, data, picked.one)
+    step.goto(await _ask_next(step.ctx, data, **extra))
+
+
+@conv.step("date")
+async def step_date(step: Step, msg: Incoming) -> None:
+    if msg.is_media:
+        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
+        return
+    day, extra = await _check_day(step.ctx, step.data, msg.text)
+    if day is not None:
+        step.data["date"] = day.isoformat()
+    step.goto(await _ask_next(step.ctx, step.data, **extra))
+
+
+@conv.step("checked")
+async def step_checked(step: Step, msg: Incoming) -> None:
+    if msg.is_media or not msg.text:
+        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
+        return
+    step.data["checked"] = msg.text
+    step.goto(await _ask_next(step.ctx, step.data))
+
+
+@conv.step("problems")
+async def step_problems(step: Step, msg: Incoming) -> None:
+    if msg.is_media or not msg.text:
+        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
+        return
+    step.data["problems"] = None if is_in(msg.text, NONE) else msg.text
+    step.data["problems_set"] = True
+    step.goto(await _ask_next(step.ctx, step.data))
+
+
+@conv.step("photos")
+async def step_photos(step: Step, msg: Incoming) -> None:
+    data = step.data
+    if msg.is_media:
+        _add_photo(step, msg)
+        return
+    if is_in(msg.text, DONE) or is_in(msg.text, SKIP):
+        data["photos_done"] = True
+        step.goto(await _ask_next(step.ctx, data))
+        return
+    step.goto(await _ask_next(step.ctx, data, error="photos_hint"))
+
+
+@conv.step("confirm")
+async def step_confirm(step: Step, msg: Incoming) -> None:
+    if msg.is_media:
+        _add_photo(step, msg)
+        return
+    if is_in(msg.text, YES):
+        await _save(step.ctx, step.data, msg)
+        step.end()
+    elif is_in(msg.text, NO):
+        step.end()
+        step.reply("conversation_cancelled", name=conv.name)
+    else:
+        step.goto(await _ask_next(step.ctx, step.data, error="confirm_hint"))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _names(data: dict[str, Any]) -> list[str]:
+    return [name for _id, name in data["choices"]]
+
+
+def _next_state(data: dict[str, Any]) -> str:
+    if "enterprise_id" not in data:
+        return "enterprise"
+    if "date" not in data:
+        return "date"
+    if "checked" not in data:
+        return "checked"
+    if not data.get("problems_set"):
+        return "problems"
+    if not data.get("photos_done"):
+        return "photos"
+    return "confirm"
+
+
+_QUESTIONS = {
+    "enterprise": "ask_enterprise",
+    "date": "ask_date",
+    "checked": "ask_checked",
+    "problems": "ask_problems",
+    "photos": "ask_photos",
+    "confirm": "summary",
+}
+
+
+async def _ask_next(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> str:
+    """Reply with the question for the first unanswered field; returns that step's name."""
+    state = _next_state(data)
+    # Every question template gets the same re-ask fields (StrictUndefined needs them all).
+    values: dict[str, Any] = {"error": None, "answer": None, "since": None, "query": None}
+    values.update(extra)
+    if state == "enterprise":
+        names = _names(data)
+        values["choices"] = list(enumerate(names, 1))
+        values["matches"] = [(i + 1, names[i]) for i in data.get("matches") or []]
+    elif state == "confirm":
+        values.update(_summary(data))
+    else:
+        values.update({k: data.get(k) for k in ("enterprise", "date", "checked")})
+    ctx.reply(f"visit_{_QUESTIONS[state]}", **values)
+    return state
+
+
+def _summary(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "enterprise": data["enterprise"],
+        "date": data["date"],
+        "checked": data["checked"],
+        "problems": data.get("problems"),
+        "photos": len(data.get("photos") or []),
+    }
+
+
+async def _room_enterprise(ctx: CommandContext, data: dict[str, Any]) -> int | None:
+    """In an enterprise room of an enterprise the member serves, that enterprise is preset."""
+    if ctx.room_kind != ENTERPRISE_ROOM:
+        return None
+    info = await rooms.get(ctx.session, ctx.room_id)
+    ids = [eid for eid, _name in data["choices"]]
+    if info is None or info.enterprise_id not in ids:
+        return None
+    return ids.index(info.enterprise_id)
+
+
+async def _set_enterprise(ctx: CommandContext, data: dict[str, Any], index: int) -> dict[str, Any]:
+    """Choose the enterprise; the one-line form also takes today as the date if it is valid."""
+    eid, name = data["choices"][index]
+    data.update(enterprise_id=eid, enterprise=name)
+    data.pop("matches", None)
+    if data.get("oneline") and "date" not in data:
+        today = dates.today(ctx.services.config.tz)
+        day, extra = await _check_day(ctx, data, today.isoformat())
+        if day is not None:
+            data["date"] = day.isoformat()
+        return extra
+    return {}
+
+
+async def _check_day(
+    ctx: CommandContext, data: dict[str, Any], text: str
+) -> tuple[date | None, dict[str, Any]]:
+    """The visit day from ``text`` or (None, the error to show with the re-ask)."""
+    today = dates.today(ctx.services.config.tz)
+    day, error = past_day(text, today)
+    if error or day is None:
+        return None, {"error": error or "unreadable", "answer": text}
+    person = ctx.identity.person
+    assert person is not None  # L2_MEMBER role implies a roster person
+    if await assignment_on(ctx.session, person.id, data["enterprise_id"], day) is None:
+        since = await current_since(ctx.session, person.id, data["enterprise_id"])
+        return None, {"error": "before_since", "since": since, "answer": text}
+    return day, {}
+
+
+def _is_image(msg: Incoming) -> bool:
+    media = msg.media or {}
+    mimetype = str((media.get("info") or {}).get("mimetype") or "")
+    return msg.msgtype == "m.image" or mimetype.startswith("image/")
+
+
+def _add_photo(step: Step, msg: Incoming) -> None:
+    """Attach an image (photos step or summary); any other file is refused with a re-ask."""
+    url = (msg.media or {}).get("url")
+    # Only content-repository urls: they end up in <img src> of the enterprise-room post.
+    ok = isinstance(url, str) and url.startswith("mxc://") and _is_image(msg)
+    error = None if ok else "not_image"
+    if error is None:
+        step.data["photos"] = [*step.data.get("photos", []), url]
+    step.reply(
+        "visit_photo_added",
+        count=len(step.data["photos"]),
+        error=error,
+        confirm=step.state == "confirm",
+    )
+
+
+async def _save(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> None:
+    person = ctx.identity.person
+    assert person is not None
+    today = dates.today(ctx.services.config.tz)
+    code = await next_code(ctx.session, VISIT_PREFIX, today.year)
+    record = Visit(
+        code=code,
+        person_id=person.id,
+        enterprise_id=data["enterprise_id"],
+        visit_date=date.fromisoformat(data["date"]),
+        checked=data["checked"],
+        problems=data.get("problems"),
+        photos=list(data.get("photos") or []),
+        room_id=ctx.room_id,
+        event_id=msg.event_id,
+    )
+    ctx.session.add(record)
+    values = {
+        "code": code,
+        "member": person.name,
+        **_summary(data),
+        "photo_urls": record.photos,
+    }
+    room = await room_of(ctx.session, ENTERPRISE_ROOM, enterprise_id=data["enterprise_id"])
+    posted = None
+    if room is not None and room != ctx.room_id:
+        posted = ctx.send(room, "visit_record", **values)
+    reply = ctx.reply("visit_saved", **values, room=room, here=room == ctx.room_id)
+    await ctx.session.flush()
+    record.posted_room_id = room
+    record.posted_outbox_id = (posted or reply).id if room else None

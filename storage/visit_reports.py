@@ -1,0 +1,190 @@
+"""Monthly visit compliance: who had to visit which enterprise, and how often they did.
+
+The duty is per (member, enterprise) pair: every level-2 member visits every enterprise they
+serve at least once a month. A pair counts for a month when the assignment overlaps it, so a
+member who took an enterprise over mid-month still owes that month's visit, and history stays
+true after people or enterprises leave the roster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.dates import month_bounds
+from storage.models import Assignment, Enterprise, Grid, Person
+from storage.visits import Visit
+
+
+@dataclass
+class Pair:
+    person_id: int
+    person_name: str
+    matrix_id: str | None
+    enterprise_id: int
+    enterprise_name: str
+    grid_id: int
+    until: date | None
+    visits: int = 0
+    last: date | None = None
+
+    @property
+    def visited(self) -> bool:
+        return self.visits > 0
+
+
+@dataclass
+class MemberRow:
+    person_id: int
+    name: str
+    matrix_id: str | None
+    pairs: list[Pair] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def visited(self) -> int:
+        return sum(1 for p in self.pairs if p.visited)
+
+    @property
+    def visits(self) -> int:
+        return sum(p.visits for p in self.pairs)
+
+    @property
+    def missing(self) -> list[Pair]:
+        return [p for p in self.pairs if not p.visited]
+
+
+@dataclass
+class GridCoverage:
+    grid_id: int
+    name: str
+    members: list[MemberRow]
+    # Active enterprises of the grid that no member serves in the month (blind spots).
+    unserved: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(m.total for m in self.members)
+
+    @property
+    def visited(self) -> int:
+        return sum(m.visited for m in self.members)
+
+
+def rate(visited: int, total: int) -> int:
+    """Coverage in whole percent (100 when nothing was due)."""
+    return round(100 * visited / total) if total else 100
+
+
+async def pairs_for_month(
+    session: AsyncSession,
+    year: int,
+    month: int,
+    *,
+    grid_ids: Iterable[int] | None = None,
+    person_id: int | None = None,
+    upto: date | None = None,
+) -> list[Pair]:
+    """Every (member, enterprise) pair due in the month, with visits counted up to ``upto``."""
+    first, last = month_bounds(year, month)
+    end = min(last, upto) if upto else last
+    q = (
+        select(Assignment, Person, Enterprise)
+        .join(Person, Person.id == Assignment.person_id)
+        .join(Enterprise, Enterprise.id == Assignment.enterprise_id)
+        .where(
+            Assignment.since <= end,
+            or_(Assignment.until.is_(None), Assignment.until >= first),
+            or_(Enterprise.active.is_(True), Enterprise.deactivated_on >= first),
+            or_(Person.active.is_(True), Person.deactivated_on >= first),
+        )
+    )
+    if grid_ids is not None:
+        q = q.where(Enterprise.grid_id.in_(list(grid_ids)))
+    if person_id is not None:
+        q = q.where(Assignment.person_id == person_id)
+    pairs: dict[tuple[int, int], Pair] = {}
+    for a, p, e in await session.execute(q):
+        key = (p.id, e.id)
+        known = pairs.get(key)
+        if known is None:
+            pairs[key] = Pair(p.id, p.name, p.matrix_id, e.id, e.name, e.grid_id, a.until)
+        elif known.until is not None and (a.until is None or a.until > known.until):
+            known.until = a.until
+    if not pairs:
+        return []
+    counts = await session.execute(
+        select(
+            Visit.person_id, Visit.enterprise_id, func.count(Visit.id), func.max(Visit.visit_date)
+        )
+        .where(
+            Visit.visit_date >= first,
+            Visit.visit_date <= end,
+            Visit.person_id.in_({k[0] for k in pairs}),
+        )
+        .group_by(Visit.person_id, Visit.enterprise_id)
+    )
+    for pid, eid, n, last_day in counts:
+        pair = pairs.get((pid, eid))
+        if pair is not None:
+            pair.visits, pair.last = int(n), last_day
+    return sorted(pairs.values(), key=lambda x: (x.person_name, x.person_id, x.enterprise_name))
+
+
+def by_member(pairs: Iterable[Pair]) -> list[MemberRow]:
+    rows: dict[int, MemberRow] = {}
+    for p in pairs:
+        row = rows.setdefault(p.person_id, MemberRow(p.person_id, p.person_name, p.matrix_id))
+        row.pairs.append(p)
+    return list(rows.values())
+
+
+async def level2_grids(
+    session: AsyncSession, *, parent_ids: Iterable[int] | None = None
+) -> list[Grid]:
+    """Active level-2 grids, all of them or those under the given level-1 grids."""
+    q = select(Grid).where(Grid.level == 2, Grid.active.is_(True))
+    if parent_ids is not None:
+        q = q.where(Grid.parent_id.in_(list(parent_ids)))
+    return list(await session.scalars(q.order_by(Grid.name, Grid.id)))
+
+
+async def coverage(
+    session: AsyncSession, year: int, month: int, grids: list[Grid], *, upto: date | None = None
+) -> list[GridCoverage]:
+    """Per grid: the member × enterprise pairs of the month, and enterprises nobody serves."""
+    if not grids:
+        return []
+    ids = [g.id for g in grids]
+    pairs = await pairs_for_month(session, year, month, grid_ids=ids, upto=upto)
+    first, last = month_bounds(year, month)
+    served = {p.enterprise_id for p in pairs}
+    enterprises = await session.execute(
+        select(Enterprise.id, Enterprise.name, Enterprise.grid_id)
+        .where(
+            Enterprise.grid_id.in_(ids),
+            or_(Enterprise.created_on.is_(None), Enterprise.created_on <= last),
+            or_(Enterprise.active.is_(True), Enterprise.deactivated_on >= first),
+        )
+        .order_by(Enterprise.name)
+    )
+    unserved: dict[int, list[str]] = {}
+    for eid, name, gid in enterprises:
+        if eid not in served:
+            unserved.setdefault(gid, []).append(name)
+    return [
+        GridCoverage(
+            g.id,
+            g.name,
+            by_member(p for p in pairs if p.grid_id == g.id),
+            unserved.get(g.id, []),
+        )
+        for g in grids
+    ]

@@ -1,0 +1,311 @@
+"""Visits, safety meetings and trainings: the records the plan's duties leave behind.
+
+A visit (走访) is one level-2 member on site at one enterprise on one day; a meeting
+(安全生产工作会议) is held by a level-2 chief for a level-2 grid; a training (培训) is
+recorded by the level-1 office. Each gets a human id per year (V-2026-0001, M-2026-0001,
+T-2026-0001) that other features (hazards, escalations) can quote.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storage.models import (
+    Assignment,
+    Base,
+    Enterprise,
+    Grid,
+    InboxEvent,
+    Person,
+    Role,
+    RoomInfo,
+    UserPreference,
+    UTCDateTime,
+)
+
+VISIT_PREFIX = "V"
+MEETING_PREFIX = "M"
+TRAINING_PREFIX = "T"
+
+
+class RecordCounter(Base):
+    """The last number handed out per prefix and year (key "V-2026")."""
+
+    __tablename__ = "visit_counters"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Visit(Base):
+    """One on-site visit by a level-2 member to an enterprise they serve."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        Index("ix_visits_person_date", "person_id", "visit_date"),
+        Index("ix_visits_enterprise_date", "enterprise_id", "visit_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"))
+    visit_date: Mapped[date] = mapped_column(Date)
+    checked: Mapped[str] = mapped_column(Text)
+    # None: no problems found.
+    problems: Mapped[str | None] = mapped_column(Text)
+    # mxc:// urls of the photos, in the order sent.
+    photos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Where it was recorded, and the member's confirming message there.
+    room_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    # The enterprise room the record was posted to, and that outbox row (its event id once sent).
+    posted_room_id: Mapped[str | None] = mapped_column(String(255))
+    posted_outbox_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    person: Mapped[Person] = relationship()
+    enterprise: Mapped[Enterprise] = relationship()
+
+
+class Meeting(Base):
+    """A level-2 grid's quarterly safety meeting, recorded by its chief."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (Index("ix_meetings_grid_date", "grid_id", "meeting_date"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id"))
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    meeting_date: Mapped[date] = mapped_column(Date)
+    attendees: Mapped[str] = mapped_column(Text)
+    topics: Mapped[str] = mapped_column(Text)
+    decisions: Mapped[str] = mapped_column(Text)
+    # {"url": mxc, "name": file name, "mimetype": ...} of the minutes file, if one was sent.
+    minutes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    room_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    grid: Mapped[Grid] = relationship()
+    person: Mapped[Person] = relationship()
+
+
+class Training(Base):
+    """A training session recorded by the level-1 office (or an admin)."""
+
+    __tablename__ = "trainings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    # The level-1 grid of the recorder; None when an admin without a grid role recorded it.
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    training_date: Mapped[date] = mapped_column(Date, index=True)
+    topic: Mapped[str] = mapped_column(Text)
+    attendees_text: Mapped[str] = mapped_column(Text)
+    room_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+    attendees: Mapped[list[TrainingAttendee]] = relationship(
+        back_populates="training", order_by="TrainingAttendee.id"
+    )
+
+
+class TrainingAttendee(Base):
+    """One name given as attending; person_id when it matched one roster person."""
+
+    __tablename__ = "training_attendees"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    training_id: Mapped[int] = mapped_column(ForeignKey("trainings.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+
+    training: Mapped[Training] = relationship(back_populates="attendees")
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+async def next_code(session: AsyncSession, prefix: str, year: int) -> str:
+    """Allocate the next id of ``prefix`` in ``year`` (e.g. V-2026-0007) in this transaction.
+
+    The counter row is created if missing (insert … on conflict do nothing) and bumped with
+    UPDATE … RETURNING, which takes a row lock on PostgreSQL and the write lock on SQLite, so
+    concurrent transactions never get the same number.
+    """
+    key = f"{prefix}-{year}"
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(RecordCounter).values(key=key, last=0).on_conflict_do_nothing(index_elements=["key"])
+    )
+    number = await session.scalar(
+        update(RecordCounter)
+        .where(RecordCounter.key == key)
+        .values(last=RecordCounter.last + 1)
+        .returning(RecordCounter.last)
+    )
+    return f"{key}-{number:04d}"
+
+
+# --- roster lookups the visit flow needs ------------------------------------------------------
+
+
+async def assignment_on(
+    session: AsyncSession, person_id: int, enterprise_id: int, day: date
+) -> Assignment | None:
+    """The member's assignment to the enterprise that covers ``day``, if any."""
+    return await session.scalar(
+        select(Assignment)
+        .where(
+            Assignment.person_id == person_id,
+            Assignment.enterprise_id == enterprise_id,
+            Assignment.since <= day,
+            or_(Assignment.until.is_(None), Assignment.until >= day),
+        )
+        .limit(1)
+    )
+
+
+async def current_since(session: AsyncSession, person_id: int, enterprise_id: int) -> date | None:
+    """Since when the member has (currently) served the enterprise."""
+    return await session.scalar(
+        select(func.min(Assignment.since)).where(
+            Assignment.person_id == person_id,
+            Assignment.enterprise_id == enterprise_id,
+            Assignment.until.is_(None),
+        )
+    )
+
+
+async def room_of(
+    session: AsyncSession,
+    kind: str,
+    *,
+    grid_id: int | None = None,
+    enterprise_id: int | None = None,
+) -> str | None:
+    """The room of ``kind`` for a grid or an enterprise that the bot is still in."""
+    q = select(RoomInfo.room_id).where(RoomInfo.kind == kind, RoomInfo.left.is_(False))
+    if grid_id is not None:
+        q = q.where(RoomInfo.grid_id == grid_id)
+    if enterprise_id is not None:
+        q = q.where(RoomInfo.enterprise_id == enterprise_id)
+    return await session.scalar(q.order_by(RoomInfo.room_id).limit(1))
+
+
+async def direct_room_with(session: AsyncSession, user_id: str) -> str | None:
+    """A direct chat (RoomInfo kind "direct") in which ``user_id`` has spoken to the bot.
+
+    RoomInfo does not record who the other member of a direct room is; the inbox does, for
+    anyone who ever sent something there (their join counts), so the latest such room is used.
+    """
+    return await session.scalar(
+        select(RoomInfo.room_id)
+        .join(InboxEvent, InboxEvent.room_id == RoomInfo.room_id)
+        .where(
+            RoomInfo.kind == "direct",
+            RoomInfo.left.is_(False),
+            InboxEvent.sender == user_id,
+        )
+        .order_by(InboxEvent.seq.desc())
+        .limit(1)
+    )
+
+
+async def language_of(session: AsyncSession, user_id: str) -> str | None:
+    pref = await session.get(UserPreference, user_id)
+    return pref.language if pref else None
+
+
+async def people_with_role(session: AsyncSession, grid_id: int, kinds: set[str]) -> list[Person]:
+    """Active people holding one of ``kinds`` in ``grid_id`` now."""
+    rows = await session.scalars(
+        select(Person)
+        .join(Role, Role.person_id == Person.id)
+        .where(
+            Role.grid_id == grid_id,
+            Role.kind.in_(kinds),
+            Role.until.is_(None),
+            Person.active.is_(True),
+        )
+        .order_by(Person.name, Person.id)
+        .distinct()
+    )
+    return list(rows)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+async def get_visit(session: AsyncSession, code: str) -> Visit | None:
+    """A visit by its id (V-2026-0001), e.g. for /hazard V-2026-0001."""
+    return await session.scalar(select(Visit).where(Visit.code == code.strip().upper()))
+
+
+async def meeting_grids_in(session: AsyncSession, first: date, last: date) -> set[int]:
+    """Level-2 grids with a meeting recorded between ``first`` and ``last`` (inclusive)."""
+    rows = await session.scalars(
+        select(Meeting.grid_id)
+        .where(Meeting.meeting_date >= first, Meeting.meeting_date <= last)
+        .distinct()
+    )
+    return set(rows)
+
+
+async def match_people(
+    session: AsyncSession, names: list[str], scope_grid_ids: set[int] | None
+) -> dict[str, int | None]:
+    """Roster person id per name: one active person of that name, preferring the scope's grids.
+
+    A name shared by several people inside the scope (or outside it, with none inside) stays
+    unmatched rather than guessed.
+    """
+    found: dict[str, int | None] = dict.fromkeys(names)
+    if not names:
+        return found
+    people = list(
+        await session.scalars(select(Person).where(Person.name.in_(names), Person.active.is_(True)))
+    )
+    in_scope: set[int] = set()
+    if scope_grid_ids:
+        ids = [p.id for p in people]
+        role_rows = await session.scalars(
+            select(Role.person_id)
+            .outerjoin(Enterprise, Enterprise.id == Role.enterprise_id)
+            .where(
+                Role.person_id.in_(ids),
+                Role.until.is_(None),
+                or_(Role.grid_id.in_(scope_grid_ids), Enterprise.grid_id.in_(scope_grid_ids)),
+            )
+        )
+        in_scope = set(role_rows)
+    for name in names:
+        same = [p for p in people if p.name == name]
+        scoped = [p for p in same if p.id in in_scope]
+        pick = scoped if scoped else same
+        found[name] = pick[0].id if len(pick) == 1 else None
+    return found
