@@ -43,6 +43,7 @@ from handlers.membership import InviteHandler
 from messages import Messages
 from storage import sessions
 from storage.db import Database
+from storage.models import InboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,13 @@ class GridBot:
                 await self.db.close()
             log.info("GridBot stopped")
 
-    async def _after_store(self) -> None:
+    async def _after_store(self, added: list[InboxEvent] | None) -> None:
+        """Handle what a sync stored; ``None`` (at start) handles everything still pending."""
         assert self.dispatcher is not None
-        await self.dispatcher.drain()
+        if added is None:
+            await self.dispatcher.drain()
+        else:
+            await self.dispatcher.handle_new(added)
         if not self.ready.is_set() and self.client and self.client.next_batch:
             self.ready.set()
 

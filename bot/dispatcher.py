@@ -43,7 +43,7 @@ class Dispatcher:
         *,
         bot_user_id: str,
         room_kind_hint: RoomKindHint,
-        on_queued: Callable[[], None],
+        on_queued: Callable[[set[str]], None],
     ) -> None:
         self.services = services
         self.db = db
@@ -66,6 +66,15 @@ class Dispatcher:
             if len(batch) < _BATCH:
                 return done
 
+    async def handle_new(self, events: list[InboxEvent]) -> None:
+        """Handle events the sync loop has just stored (in order), without reading them back.
+
+        Everything pending before them was handled by ``drain`` at start; each event is still
+        claimed in the database, so nothing is handled twice.
+        """
+        for event in events:
+            await self.handle(event)
+
     async def handle(self, event: InboxEvent) -> None:
         try:
             async with self.db.transaction() as session:
@@ -74,16 +83,16 @@ class Dispatcher:
                 # Claim the event last: if an earlier run handled it already, roll all back.
                 if not await inbox.mark_handled(session, event.event_id, outcome):
                     raise _AlreadyHandled
-                queued = bool(ctx and ctx.sent)
+                rooms_queued = {m.room_id for m in ctx.sent} if ctx else set()
                 job_due = earliest_scheduled(session)
         except _AlreadyHandled:
             return
         except Exception:
             log.exception("handling %s in %s failed", event.event_id, event.room_id)
             await self._fail(event)
-            queued, job_due = True, None
-        if queued:
-            self.on_queued()
+            rooms_queued, job_due = {event.room_id}, None
+        if rooms_queued:
+            self.on_queued(rooms_queued)
         if job_due is not None and self.on_job_scheduled is not None:
             self.on_job_scheduled(job_due)
 

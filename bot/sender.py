@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 from nio import AsyncClient, RoomSendError, RoomSendResponse
@@ -56,8 +56,16 @@ class Sender:
         self._stopping = False
         self.on_failed = on_failed
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, room_ids: Iterable[str] | None = None) -> None:
+        """New messages are queued: in ``room_ids`` when given (no outbox scan needed)."""
+        if room_ids is None:
+            self._wake.set()
+            return
+        for room_id in room_ids:
+            if not self._stopping and room_id not in self._workers:
+                self._workers[room_id] = asyncio.create_task(
+                    self._room_worker(room_id), name=f"send:{room_id}"
+                )
 
     async def run(self) -> None:
         """Start a worker for every room with pending messages, whenever woken."""

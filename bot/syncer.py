@@ -28,6 +28,7 @@ from bot.sender import Backoff
 from storage import inbox, rooms
 from storage.db import Database
 from storage.inbox import IncomingEvent
+from storage.models import InboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class SyncLoop:
         filter_id: str | dict[str, Any] | None,
         token: str | None,
         on_invite: Callable[[Invite], Awaitable[None]],
-        on_stored: Callable[[], Awaitable[None]],
+        on_stored: Callable[[list[InboxEvent] | None], Awaitable[None]],
     ) -> None:
         self.client = client
         self.db = db
@@ -87,19 +88,21 @@ class SyncLoop:
         self.on_invite = on_invite
         self.on_stored = on_stored
         self.user_id = client.user_id
+        # The bot's join point per room, as stored; read once per room, not on every sync.
+        self._joins: dict[str, JoinPoint] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
         backoff = Backoff(base=1.0, cap=60.0)
         # Events stored by an earlier run but not yet handled (a crash between the two steps).
-        await self.on_stored()
+        await self.on_stored(None)
         while not stopping.is_set():
             resp = await self._sync_or_stop(stopping, backoff)
             if resp is None:
                 continue
             backoff.reset()
             # The batch in hand is finished even if a stop is requested meanwhile.
-            await asyncio.shield(self.process(resp))
-            await asyncio.shield(self.on_stored())
+            added = await asyncio.shield(self.process(resp))
+            await asyncio.shield(self.on_stored(added))
 
     async def _sync_or_stop(self, stopping: asyncio.Event, backoff: Backoff) -> SyncResponse | None:
         sync = asyncio.create_task(
@@ -134,26 +137,31 @@ class SyncLoop:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=delay)
 
-    async def process(self, resp: SyncResponse) -> None:
-        """Store the events of one sync response (gaps filled) and its token in one transaction."""
+    async def process(self, resp: SyncResponse) -> list[InboxEvent]:
+        """Store the events of one sync response (gaps filled) and its token in one transaction.
+
+        Returns the new events that need handling.
+        """
         joined = resp.rooms.join
-        async with self.db.transaction() as session:
-            known_rooms = await rooms.get_many(session, list(joined))
+        unknown = [r for r in joined if r not in self._joins]
+        if unknown:
+            async with self.db.transaction() as session:
+                for room_id, info in (await rooms.get_many(session, unknown)).items():
+                    if info.joined_ts is not None and not info.left:
+                        self._joins[room_id] = JoinPoint(info.joined_ts, info.join_event_id)
         batch: list[IncomingEvent] = []
         joins: dict[str, JoinPoint] = {}
         for room_id, info in joined.items():
             state = _sources(info.state)
             timeline = _sources(info.timeline.events)
             join = self._own_join(state + timeline)
-            known = known_rooms.get(room_id)
-            if join is None and (known is None or known.joined_ts is None):
+            known = self._joins.get(room_id)
+            if join is None and known is None:
                 join = await self._join_from_state(room_id)
             if join is not None:
                 joins[room_id] = join
             if info.timeline.limited and info.timeline.prev_batch:
-                point = join or (
-                    JoinPoint(known.joined_ts or 0, known.join_event_id) if known else None
-                )
+                point = join or known
                 older = await self._fill_gap(room_id, info.timeline.prev_batch, point, timeline)
                 timeline = older + timeline
             batch.extend(e for e in (_incoming(room_id, s) for s in timeline) if e)
@@ -168,8 +176,15 @@ class SyncLoop:
                 await rooms.record_leave(session, room_id)
             added = await inbox.store_batch(session, self.user_id, batch, resp.next_batch)
         self.token = resp.next_batch
+        for room_id, point in joins.items():
+            current = self._joins.get(room_id)
+            if current is None or point.ts >= current.ts:
+                self._joins[room_id] = point
+        for room_id in resp.rooms.leave:
+            self._joins.pop(room_id, None)
         if added:
-            log.debug("stored %d new events", added)
+            log.debug("stored %d new events", len(added))
+        return added
 
     def _own_join(self, sources: list[dict[str, Any]]) -> JoinPoint | None:
         point = None

@@ -33,39 +33,39 @@ async def known_event_ids(session: AsyncSession, event_ids: Iterable[str]) -> se
 
 async def store_batch(
     session: AsyncSession, user_id: str, events: Sequence[IncomingEvent], sync_token: str
-) -> int:
+) -> list[InboxEvent]:
     """Insert new events and move the sync token, in the caller's transaction.
 
     Events already in the inbox are skipped, so a repeated sync or an overlapping gap fill
-    never creates a second copy. Returns how many events were new.
+    never creates a second copy. Returns the new events that need handling (not the bot's own).
     """
     known = await known_event_ids(session, (e.event_id for e in events))
     seq = (await session.scalar(select(func.max(InboxEvent.seq)))) or 0
     now = datetime.now(UTC)
-    added = 0
+    added: list[InboxEvent] = []
     seen: set[str] = set()
     for ev in events:
         if ev.event_id in known or ev.event_id in seen:
             continue
         seen.add(ev.event_id)
         seq += 1
-        added += 1
         # The bot's own echoes are stored (gap filling stops at them) but need no handling:
         # marking them here saves one dispatcher transaction per message the bot sent.
         own = ev.sender == user_id
-        session.add(
-            InboxEvent(
-                event_id=ev.event_id,
-                seq=seq,
-                room_id=ev.room_id,
-                sender=ev.sender,
-                type=ev.type,
-                origin_server_ts=ev.origin_server_ts,
-                source=ev.source,
-                handled_at=now if own else None,
-                outcome="own" if own else None,
-            )
+        row = InboxEvent(
+            event_id=ev.event_id,
+            seq=seq,
+            room_id=ev.room_id,
+            sender=ev.sender,
+            type=ev.type,
+            origin_server_ts=ev.origin_server_ts,
+            source=ev.source,
+            handled_at=now if own else None,
+            outcome="own" if own else None,
         )
+        session.add(row)
+        if not own:
+            added.append(row)
     await session.execute(
         update(BotSession).where(BotSession.user_id == user_id).values(sync_token=sync_token)
     )

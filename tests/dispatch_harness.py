@@ -46,7 +46,7 @@ class DispatchHarness:
             db,
             bot_user_id=BOT,
             room_kind_hint=lambda _r: None,
-            on_queued=lambda: None,
+            on_queued=lambda _rooms: None,
         )
         convs = [o for m in modules for o in vars(m).values() if isinstance(o, Conversation)]
         self.dispatcher.hooks.append(ConversationHook(convs))
