@@ -59,6 +59,25 @@ class Conversation:
         return register
 
 
+Ask = Callable[..., None]
+
+
+def text_step(conversation: Conversation, state: str, *, key: str, then: str, ask: Ask) -> StepFn:
+    """Register the commonest step: store a non-empty text answer under ``key`` and ask the
+    ``then`` question; an empty answer (e.g. a photo) re-asks. ``ask(step, name, again=…)``
+    renders a question and moves the conversation to it."""
+
+    async def store_text(step: Step, msg: Incoming) -> None:
+        if not msg.text:
+            ask(step, state, again=True)
+            return
+        step.data[key] = msg.text
+        ask(step, then)
+
+    store_text.__name__ = f"ask_{state}"
+    return conversation.step(state)(store_text)
+
+
 @dataclass
 class Step:
     """What a step function gets: the command context plus the conversation's state and data."""

@@ -8,7 +8,7 @@ from typing import Any
 from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step
+from bot.conversation import Conversation, Incoming, Step, text_step
 from handlers import accident_flow, case_audit
 from handlers.accident_input import parse_casualties, parse_when
 from handlers.case_common import (
@@ -203,13 +203,7 @@ async def ask_casualties(step: Step, msg: Incoming) -> None:
     _ask(step, "vehicles")
 
 
-@report_conv.step("vehicles")
-async def ask_vehicles(step: Step, msg: Incoming) -> None:
-    if not msg.text:
-        _ask(step, "vehicles", again=True)
-        return
-    step.data["vehicles"] = msg.text
-    _ask(step, "account")
+text_step(report_conv, "vehicles", key="vehicles", then="account", ask=_ask)
 
 
 @report_conv.step("account")

@@ -8,7 +8,7 @@ from typing import Any
 from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step
+from bot.conversation import Conversation, Incoming, Step, text_step
 from bot.dates import parse_day
 from handlers import case_audit, hazard_flow
 from handlers.case_common import (
@@ -283,31 +283,13 @@ async def ask_photos(step: Step, msg: Incoming) -> None:
     _ask(step, "photos", again=True)
 
 
-@report_conv.step("measures")
-async def ask_measures(step: Step, msg: Incoming) -> None:
-    if not msg.text:
-        _ask(step, "measures", again=True)
-        return
-    step.data["measures"] = msg.text
-    _ask(step, "plan")
+text_step(report_conv, "measures", key="measures", then="plan", ask=_ask)
 
 
-@report_conv.step("plan")
-async def ask_plan(step: Step, msg: Incoming) -> None:
-    if not msg.text:
-        _ask(step, "plan", again=True)
-        return
-    step.data["plan"] = msg.text
-    _ask(step, "responsible")
+text_step(report_conv, "plan", key="plan", then="responsible", ask=_ask)
 
 
-@report_conv.step("responsible")
-async def ask_responsible(step: Step, msg: Incoming) -> None:
-    if not msg.text:
-        _ask(step, "responsible", again=True)
-        return
-    step.data["responsible"] = msg.text
-    _ask(step, "deadline")
+text_step(report_conv, "responsible", key="responsible", then="deadline", ask=_ask)
 
 
 @report_conv.step("deadline")
