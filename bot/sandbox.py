@@ -224,6 +224,29 @@ async def _import_roster(database_url: str, roster: Path) -> tuple[list[DemoLogi
     return logins, _describe_import(result)
 
 
+async def _provision(config_path: Path) -> str:
+    """Make the demo county's Spaces and rooms, as `gridbot provision` does."""
+    import io
+
+    from bot.config import load_config
+    from bot.provision.cli import provision_with_config
+    from storage.db import Database
+
+    config = load_config(config_path)
+    db = Database(config.database_url)
+    try:
+        await db.upgrade()
+        summary = await provision_with_config(db, config, out=io.StringIO())
+    finally:
+        await db.close()
+    if summary.failed:
+        raise StepFailed("provisioning failed for: " + ", ".join(summary.failed))
+    return (
+        f"{summary.rooms} rooms and spaces ({len(summary.created)} created), "
+        f"{len(summary.invited)} invitations"
+    )
+
+
 def _describe_import(result: Any) -> str:
     """What the import did, in a line (plus its warnings); the result's shape is duck-typed."""
     changes = getattr(result, "changes", None)
@@ -410,6 +433,10 @@ async def run_sandbox(data_dir: Path, port: int, roster: Path, password: str) ->
         if failed:
             print("could not register:\n" + "\n".join(failed.values()))
         local = [p for p in local if p.user_id not in failed]
+
+        with step("provisioning the grid's rooms and spaces"):
+            rooms_line = await _provision(config_path)
+        print(f"  rooms: {rooms_line}")
 
         _print_box(synapse, bot_id, password, local, skipped)
         print("starting GridBot… (logs follow)", flush=True)
