@@ -3,7 +3,7 @@
 Every state change of a case is one ``CaseEvent`` row: who, when, from which room, from → to,
 and a note. Those rows are append-only (the mapper refuses updates and deletes), so the trail
 stays what it was. Case codes are a per-year sequence allocated in the database
-(``case_counters``), safe under concurrent reporters on SQLite and PostgreSQL.
+(storage/codes.py), safe under concurrent reporters on SQLite and PostgreSQL.
 
 ``CasePost`` remembers every message the bot posted about a case, per room; the first one in a
 room is the thread root there, and a reply to any of them is a reply to the case.
@@ -26,12 +26,11 @@ from sqlalchemy import (
     Text,
     event,
     select,
-    update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage import codes
 from storage.models import Base, Enterprise, Grid, OutboxMessage, UTCDateTime
 
 HAZARD, REQUEST, ACCIDENT = "hazard", "request", "accident"
@@ -63,14 +62,6 @@ def parse_code(text: str) -> str | None:
 
 def kind_of(code: str) -> str:
     return KIND_OF_PREFIX[code[0]]
-
-
-class CaseCounter(Base):
-    __tablename__ = "case_counters"
-
-    prefix: Mapped[str] = mapped_column(String(4), primary_key=True)
-    year: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Hazard(Base):
@@ -217,31 +208,9 @@ class CasePost(Base):
 # --- codes -------------------------------------------------------------------------------------
 
 
-def _insert_ignore(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return ins(CaseCounter)
-
-
 async def next_code(session: AsyncSession, kind: str, year: int) -> str:
-    """Allocate the next code of ``kind`` for ``year`` (H-2026-0001), in the caller's transaction.
-
-    The counter row is created if missing (a concurrent creator is ignored), then incremented
-    with one UPDATE … RETURNING: PostgreSQL row-locks it until commit, SQLite has one writer.
-    """
-    prefix = PREFIX[kind]
-    await session.execute(
-        _insert_ignore(session)
-        .values(prefix=prefix, year=year, last=0)
-        .on_conflict_do_nothing(index_elements=["prefix", "year"])
-    )
-    n = await session.scalar(
-        update(CaseCounter)
-        .where(CaseCounter.prefix == prefix, CaseCounter.year == year)
-        .values(last=CaseCounter.last + 1)
-        .returning(CaseCounter.last)
-    )
-    return f"{prefix}-{year}-{int(n or 0):04d}"
+    """The next code of ``kind`` for ``year`` (H-2026-0001), in the caller's transaction."""
+    return await codes.next_code(session, PREFIX[kind], year)
 
 
 # --- audit -------------------------------------------------------------------------------------

@@ -27,11 +27,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from storage import codes
 from storage.models import Base, OutboxMessage, UTCDateTime
 
 # Notice kinds: the four of /broadcast and /notice, then the three of /remind.
@@ -63,22 +62,13 @@ _CODE = re.compile(r"^N-?(\d{4})-?(\d{1,6})$", re.IGNORECASE)
 
 
 def format_code(year: int, seq: int) -> str:
-    return f"N-{year}-{seq:04d}"
+    return codes.format_code("N", year, seq)
 
 
 def parse_code(text: str) -> str | None:
     """``N-2026-0001`` from what people type (``n-2026-1``, ``N20260001``…); None if no code."""
     m = _CODE.match(text.strip())
     return format_code(int(m[1]), int(m[2])) if m else None
-
-
-class NoticeCounter(Base):
-    """The last notice number handed out per year."""
-
-    __tablename__ = "notice_counters"
-
-    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    last: Mapped[int] = mapped_column(Integer)
 
 
 class Notice(Base):
@@ -180,18 +170,8 @@ class NoticeFeedback(Base):
 
 
 async def allocate_code(session: AsyncSession, year: int) -> str:
-    """The next ``N-<year>-NNNN``, by an atomic upsert (safe under concurrent transactions)."""
-    dialect = (await session.connection()).dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = NoticeCounter.__table__
-    stmt = (
-        insert(table)
-        .values(year=year, last=1)
-        .on_conflict_do_update(index_elements=["year"], set_={"last": table.c.last + 1})
-        .returning(table.c.last)
-    )
-    seq = (await session.execute(stmt)).scalar_one()
-    return format_code(year, int(seq))
+    """The next ``N-<year>-NNNN`` (storage/codes.py: safe under concurrent transactions)."""
+    return await codes.next_code(session, "N", year)
 
 
 async def by_code(session: AsyncSession, code: str) -> Notice | None:

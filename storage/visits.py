@@ -22,13 +22,11 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from storage import codes
 from storage.models import (
     Assignment,
     Base,
@@ -45,15 +43,6 @@ from storage.models import (
 VISIT_PREFIX = "V"
 MEETING_PREFIX = "M"
 TRAINING_PREFIX = "T"
-
-
-class RecordCounter(Base):
-    """The last number handed out per prefix and year (key "V-2026")."""
-
-    __tablename__ = "visit_counters"
-
-    key: Mapped[str] = mapped_column(String(32), primary_key=True)
-    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Visit(Base):
@@ -150,25 +139,8 @@ class TrainingAttendee(Base):
 
 
 async def next_code(session: AsyncSession, prefix: str, year: int) -> str:
-    """Allocate the next id of ``prefix`` in ``year`` (e.g. V-2026-0007) in this transaction.
-
-    The counter row is created if missing (insert … on conflict do nothing) and bumped with
-    UPDATE … RETURNING, which takes a row lock on PostgreSQL and the write lock on SQLite, so
-    concurrent transactions never get the same number.
-    """
-    key = f"{prefix}-{year}"
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(RecordCounter).values(key=key, last=0).on_conflict_do_nothing(index_elements=["key"])
-    )
-    number = await session.scalar(
-        update(RecordCounter)
-        .where(RecordCounter.key == key)
-        .values(last=RecordCounter.last + 1)
-        .returning(RecordCounter.last)
-    )
-    return f"{key}-{number:04d}"
+    """Allocate the next id of ``prefix`` in ``year`` (e.g. V-2026-0007) in this transaction."""
+    return await codes.next_code(session, prefix, year)
 
 
 # --- roster lookups the visit flow needs ------------------------------------------------------

@@ -130,3 +130,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("key"),
     )
     op.create_index("ix_scheduled_jobs_due", "scheduled_jobs", ["done_at", "due_at"])
+    op.create_table(
+        "code_counters",
+        sa.Column("prefix", sa.String(length=4), nullable=False),
+        sa.Column("year", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("last", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("prefix", "year"),
+    )

@@ -15,12 +15,6 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "notice_counters",
-        sa.Column("year", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("last", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("year"),
-    )
-    op.create_table(
         "notices",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=20), nullable=False),
@@ -105,4 +99,3 @@ def downgrade() -> None:
     op.drop_table("notice_deliveries")
     op.drop_table("notice_targets")
     op.drop_table("notices")
-    op.drop_table("notice_counters")

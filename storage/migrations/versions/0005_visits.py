@@ -15,12 +15,6 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "visit_counters",
-        sa.Column("key", sa.String(length=32), nullable=False),
-        sa.Column("last", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("key"),
-    )
-    op.create_table(
         "visits",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=32), nullable=False),
@@ -107,4 +101,3 @@ def downgrade() -> None:
     op.drop_table("trainings")
     op.drop_table("meetings")
     op.drop_table("visits")
-    op.drop_table("visit_counters")

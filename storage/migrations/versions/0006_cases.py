@@ -19,13 +19,6 @@ def _ts(name: str, nullable: bool = True) -> sa.Column:
 
 def upgrade() -> None:
     op.create_table(
-        "case_counters",
-        sa.Column("prefix", sa.String(length=4), nullable=False),
-        sa.Column("year", sa.Integer(), nullable=False),
-        sa.Column("last", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("prefix", "year"),
-    )
-    op.create_table(
         "hazards",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(length=20), nullable=False),
@@ -148,4 +141,3 @@ def downgrade() -> None:
     op.drop_table("accidents")
     op.drop_table("case_requests")
     op.drop_table("hazards")
-    op.drop_table("case_counters")

@@ -1,0 +1,45 @@
+"""Human ids like N-2026-0001, V-2026-0001, H-2026-0001: a sequence per prefix and year.
+
+One atomic upsert per id (INSERT … ON CONFLICT DO UPDATE … RETURNING): PostgreSQL row-locks the
+counter until commit and SQLite has one writer, so concurrent transactions never share a number,
+and a rolled-back transaction gives its number back.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Integer, String
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models import Base
+
+
+class CodeCounter(Base):
+    """The last number handed out per prefix and year."""
+
+    __tablename__ = "code_counters"
+
+    prefix: Mapped[str] = mapped_column(String(4), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+def format_code(prefix: str, year: int, number: int) -> str:
+    return f"{prefix}-{year}-{number:04d}"
+
+
+async def next_code(session: AsyncSession, prefix: str, year: int) -> str:
+    """Allocate the next id of ``prefix`` in ``year`` inside the caller's transaction."""
+    dialect = (await session.connection()).dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = CodeCounter.__table__
+    stmt = (
+        insert(table)
+        .values(prefix=prefix, year=year, last=1)
+        .on_conflict_do_update(index_elements=["prefix", "year"], set_={"last": table.c.last + 1})
+        .returning(table.c.last)
+    )
+    number = (await session.execute(stmt)).scalar_one()
+    return format_code(prefix, year, int(number))
