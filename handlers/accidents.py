@@ -16,7 +16,7 @@ from handlers.case_common import (
     Poster,
     Refusal,
     actor_of,
-    enterprise_here,
+    enterprise_or_ask,
     home_room,
     now_local,
     photo_of,
@@ -130,15 +130,8 @@ async def on_reply(ctx: CommandContext, code: str, text: str) -> bool:
 
 
 async def start_report(ctx: CommandContext) -> None:
-    options = await reportable_enterprises(ctx.session, ctx.identity)
-    if not options:
-        refuse(ctx.reply, "no_enterprise", "", ACCIDENT)
-        return
-    ent = await enterprise_here(ctx, options)
+    ent = await enterprise_or_ask(ctx, report_conv, ACCIDENT, "accident_ask")
     if ent is None:
-        data: dict[str, Any] = {"options": [[e.id, e.name] for e in options]}
-        await conversation.start(ctx, report_conv, "enterprise", data)
-        ctx.reply("accident_ask", step="enterprise", again=False, **data)
         return
     await conversation.start(
         ctx, report_conv, "time", {"enterprise_id": ent.id, "enterprise": ent.name}

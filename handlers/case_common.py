@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import conversation
 from bot.context import CommandContext, Services
-from bot.conversation import Incoming
+from bot.conversation import Conversation, Incoming
 from bot.scheduler import JobContext
 from storage import cases, outbox, rooms
 from storage import grid_contacts as gc
@@ -125,6 +126,23 @@ async def reportable_enterprises(session: AsyncSession, ident: Identity) -> list
     else:
         q = q.where(Enterprise.id.in_(ids or {-1}))
     return list(await session.scalars(q.order_by(Enterprise.name)))
+
+
+async def enterprise_or_ask(
+    ctx: CommandContext, conv: Conversation, kind: str, template: str
+) -> Enterprise | None:
+    """The enterprise a new report is for (this room's, or the sender's only one). When that is
+    unclear, start ``conv`` at its "enterprise" step with the choices and return None."""
+    options = await reportable_enterprises(ctx.session, ctx.identity)
+    if not options:
+        refuse(ctx.reply, "no_enterprise", "", kind)
+        return None
+    ent = await enterprise_here(ctx, options)
+    if ent is None:
+        data: dict[str, Any] = {"options": [[e.id, e.name] for e in options]}
+        await conversation.start(ctx, conv, "enterprise", data)
+        ctx.reply(template, step="enterprise", again=False, **data)
+    return ent
 
 
 async def enterprise_here(ctx: CommandContext, options: list[Enterprise]) -> Enterprise | None:

@@ -16,7 +16,7 @@ from handlers.case_common import (
     Poster,
     Refusal,
     actor_of,
-    enterprise_here,
+    enterprise_or_ask,
     home_room,
     now_local,
     photo_of,
@@ -177,15 +177,8 @@ async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = F
 
 
 async def start_report(ctx: CommandContext) -> None:
-    options = await reportable_enterprises(ctx.session, ctx.identity)
-    if not options:
-        refuse(ctx.reply, "no_enterprise", "", HAZARD)
-        return
-    ent = await enterprise_here(ctx, options)
+    ent = await enterprise_or_ask(ctx, report_conv, HAZARD, "hazard_ask")
     if ent is None:
-        data: dict[str, Any] = {"options": [[e.id, e.name] for e in options]}
-        await conversation.start(ctx, report_conv, "enterprise", data)
-        ctx.reply("hazard_ask", step="enterprise", again=False, **data)
         return
     data = await _enterprise_data(ctx, ent)
     await conversation.start(ctx, report_conv, "what", data)
