@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nio").setLevel(logging.ERROR)
+    logging.getLogger("bot.provision.apply").setLevel(logging.INFO)  # time per phase
     results: list[Result] = []
     try:
         asyncio.run(run(args, results))

@@ -332,20 +332,38 @@ class ProvisionedRoom(Base):
     """A room or space the bot made for the grid; ``key`` names what it mirrors (e.g. "ent:12").
 
     The kind and the grid / enterprise it belongs to live in ``rooms`` (RoomInfo); this row adds
-    the deterministic alias (found again after a crash) and the hash of the state last applied.
+    the room version and the hash of the state last applied. A room made but not recorded (a
+    crash in between) is found again by the key its ``m.room.create`` content carries.
     """
 
     __tablename__ = "provisioned_rooms"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     room_id: Mapped[str] = mapped_column(ForeignKey("rooms.room_id"), unique=True)
-    alias: Mapped[str] = mapped_column(String(255))
+    # Rooms made before migration 0007 carry a deterministic alias; newer ones none.
+    alias: Mapped[str | None] = mapped_column(String(255))
     # Power-level rules differ by room version (v12: the creator is above every level).
     room_version: Mapped[str | None] = mapped_column(String(32))
     # sha256 of the desired state last applied in full; None = check against the homeserver.
     state_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ProvisionLease(Base):
+    """One provisioning run at a time (the bot's worker and ``gridbot provision`` share the
+    database; two runs would both make a missing room). A single row (id 1).
+
+    ``unfinished`` is set when a run starts and cleared only when it ends having recorded every
+    room it made; a run that finds it set first looks for rooms made but never recorded.
+    """
+
+    __tablename__ = "provision_lease"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    unfinished: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ManagedMember(Base):

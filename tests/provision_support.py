@@ -16,7 +16,7 @@ import yaml
 from bot.client import build_client, login
 from bot.homeserver import Synapse
 from bot.provision.apply import Provisioner, Summary
-from bot.provision.matrix import MatrixOps
+from bot.provision.matrix import MatrixError, MatrixOps
 from bot.provision.state import RoomState, parse_state
 from bot.roster.apply import import_roster
 from messages import Messages
@@ -72,6 +72,21 @@ class CrashAfter(MatrixOps):
 
 class Crash(Exception):
     pass
+
+
+class LoseAnswerAfter(MatrixOps):
+    """The n-th createRoom is carried out, but its answer never arrives (a dropped connection)."""
+
+    def __init__(self, *args: Any, rooms: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.left = rooms
+
+    async def create_room(self, **kwargs: Any) -> str:
+        room_id = await super().create_room(**kwargs)
+        self.left -= 1
+        if self.left == 0:
+            raise MatrixError("create_room", None, "no answer: lost", unanswered=True)
+        return room_id
 
 
 @dataclass

@@ -202,9 +202,9 @@ async def test_bookkeeping_on_sqlite_and_postgresql(db: Database) -> None:
     writer = store.Writer(db, batch=2)
     room = RoomSpec("enterprise_room:1", ENTERPRISE_ROOM, "n", "t", enterprise_id=1, grid_id=2)
     space = RoomSpec("grid_space:2", GRID_SPACE, "n", "t", grid_id=2)
-    await writer.record_room(room, "!a:x", "gridbot-enterprise_room-1", "12", ["@u:x", "@v:x"])
-    await writer.record_room(space, "!b:x", "gridbot-grid_space-2", "12", [])  # fills a batch
-    await writer.record_room(room, "!a:x", "gridbot-enterprise_room-1", "12", [])  # recorded: no-op
+    await writer.record_room(room, "!a:x", "12", ["@u:x", "@v:x"])
+    await writer.record_room(space, "!b:x", "12", [])  # fills a batch
+    await writer.record_room(room, "!a:x", "12", [])  # recorded: no-op
     await writer.finish_room(
         room,
         "!a:x",

@@ -4,12 +4,13 @@
    account yet). People without one are listed and invited by a later run that finds them.
 2. Create what is missing, children before parents. Each room is made in one createRoom call
    (name, topic, power levels, up to ten invites, and its space links to rooms that exist
-   already) under a deterministic alias. Children first means a new space carries all its
-   m.space.child links in its createRoom; the children's m.space.parent links then go into
-   distinct rooms, in parallel (one link per request into one busy space would queue there).
-   The rooms made are recorded in batches (store.Writer); a crash before a batch is committed
-   is healed by the next run, which finds the alias taken and adopts that room instead of making
-   a second one.
+   already) whose creation content names the room's key. Children first means a new space
+   carries all its m.space.child links in its createRoom; the children's m.space.parent links
+   then go into distinct rooms, in parallel (one link per request into one busy space would
+   queue there). The rooms made are recorded in batches (store.Writer). A run holds the
+   database lease (bot/provision/lease.py); one that finds the last run unfinished first reads
+   the creation content of the bot's unrecorded rooms and adopts those it made, so a crash
+   before a batch was committed never leads to a second room.
 3. Check every room whose desired state differs from the state last applied (a hash in the
    database; ``verify`` checks all): read its state from the homeserver (rooms just made are
    known without asking) and send only the differences: names, topics, power levels, space
@@ -24,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.provision import store
+from bot.provision.lease import provisioning_lease
 from bot.provision.matrix import MatrixError, MatrixOps
 from bot.provision.plan import Plan, RoomSpec, build_plan
 from bot.provision.roster import load_roster
@@ -49,12 +52,16 @@ log = logging.getLogger(__name__)
 
 CREATE = "create"
 CHECK = "check"
+# In every room's m.room.create content: which roster room it is, to find it after a crash.
+ROOM_KEY = "org.gridbot.room_key"
 
 
 class Reporter(Protocol):
     def phase(self, name: str, total: int) -> None: ...
 
     def advance(self, name: str) -> None: ...
+
+    def waiting(self) -> None: ...
 
 
 class _Quiet:
@@ -64,12 +71,15 @@ class _Quiet:
     def advance(self, name: str) -> None:
         pass
 
+    def waiting(self) -> None:
+        pass
+
 
 @dataclass
 class Summary:
     rooms: int = 0
     created: list[str] = field(default_factory=list)
-    adopted: list[str] = field(default_factory=list)  # found by alias after an interrupted run
+    adopted: list[str] = field(default_factory=list)  # made by an interrupted run, unrecorded
     updated: list[str] = field(default_factory=list)  # rooms whose state the bot changed
     unchanged: int = 0
     invited: list[tuple[str, str]] = field(default_factory=list)  # (room, user)
@@ -121,11 +131,23 @@ class Provisioner:
         self.children: dict[str, list[str]] = {}
         self.default_version: str | None = None
         self.settled: dict[str, asyncio.Event] = {}  # rooms to make: set once made (or failed)
+        self.unanswered = False  # a createRoom whose answer was lost: it may exist unrecorded
         self.writer = store.Writer(db)
 
     # --- the run --------------------------------------------------------------------------------
 
     async def run(self) -> Summary:
+        async with provisioning_lease(self.db, on_wait=self.reporter.waiting) as lease:
+            try:
+                summary = await self._run(adopt=lease.interrupted)
+            finally:
+                # Stopped by an error: rooms still being made must exist before the lease is
+                # released, or the next run's look for unrecorded rooms could miss them.
+                await self.ops.settle()
+            lease.complete = not self.unanswered
+        return summary
+
+    async def _run(self, *, adopt: bool) -> Summary:
         async with self.db.transaction() as session:
             roster = await load_roster(session)
         texts = TemplateTexts(self.messages, self.locale)
@@ -144,8 +166,18 @@ class Provisioner:
         self.summary.rooms = len(self.plan.rooms)
         self.summary.without_matrix_id = list(self.plan.without_matrix_id)
 
+        if adopt:
+            await self._adopt_unrecorded()
+        started = time.perf_counter()
         await self._check_accounts()
+        accounts = time.perf_counter()
         await self._converge(specs)
+        log.info(
+            "provisioned %d rooms: accounts %.1f s, rooms %.1f s",
+            len(specs),
+            accounts - started,
+            time.perf_counter() - accounts,
+        )
         self.summary.requests = self.ops.state_changes
         return self.summary
 
@@ -216,34 +248,50 @@ class Provisioner:
         finally:
             self.reporter.advance(CHECK)
 
+    async def _adopt_unrecorded(self) -> None:
+        """After an interrupted run: the bot's rooms not in the database whose creation content
+        names a planned room are that room (made, then the run died before recording it)."""
+        recorded = set(self.ids.values())
+        unknown = [r for r in await self.ops.joined_rooms() if r not in recorded]
+
+        async def look(room_id: str) -> None:
+            try:
+                state = await self.ops.get_state(room_id)
+            except MatrixError as err:
+                log.warning("cannot read %s after an interrupted run: %s", room_id, err)
+                return
+            create = next((e for e in state if e.get("type") == "m.room.create"), {})
+            key = (create.get("content") or {}).get(ROOM_KEY)
+            if create.get("sender") != self.bot or key not in self.plan.rooms or key in self.ids:
+                return
+            spec = self.plan.rooms[key]
+            self.ids[key] = room_id
+            await self.writer.record_room(spec, room_id, None, ())
+            self.summary.adopted.append(spec.name or key)
+
+        await _all(look(r) for r in unknown)
+        await self.writer.flush()
+
     async def _create(self, spec: RoomSpec) -> None:
         try:
             version = self.default_version
             desired = self._desired(spec, version)
-            alias = f"{self.localpart}-{spec.key}".replace(":", "-")
             invite = sorted(desired.invite)[:CREATE_INVITE_LIMIT]
             try:
                 room_id = await self.ops.create_room(
-                    alias=alias,
                     name=desired.name,
                     topic=desired.topic,
                     space=spec.is_space,
                     room_version=version,
                     invite=invite,
                     initial_state=_initial_state(desired),
+                    creation_content={ROOM_KEY: spec.key},
                 )
             except MatrixError as err:
-                if err.errcode != "M_ROOM_IN_USE":
-                    raise
-                # Made by a run that stopped before recording it: adopt, check it in step 3.
-                found = await self.ops.resolve_alias(f"#{alias}:{self.server}")
-                if found is None:
-                    raise
-                await self.writer.record_room(spec, found, alias, None, ())
-                self.ids[spec.key] = found
-                self.summary.adopted.append(spec.name or spec.key)
-                return
-            await self.writer.record_room(spec, room_id, alias, version, invite)
+                # It may exist: leave the lease unfinished so the next run looks for it.
+                self.unanswered = self.unanswered or err.unanswered
+                raise
+            await self.writer.record_room(spec, room_id, version, invite)
             self.ids[spec.key] = room_id
             self.versions[spec.key] = version
             self.snap.managed[room_id] = set(invite)
@@ -373,14 +421,10 @@ class Provisioner:
 
 
 def _initial_state(desired: Desired) -> list[dict[str, Any]]:
+    # Join rule (invite) and history visibility (shared) come with MatrixOps.create_room; no
+    # m.room.guest_access event means guests are forbidden.
     state: list[dict[str, Any]] = [
         {"type": "m.room.power_levels", "state_key": "", "content": desired.power_levels},
-        {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
-        {
-            "type": "m.room.history_visibility",
-            "state_key": "",
-            "content": {"history_visibility": "shared"},
-        },
     ]
     for parent_id, content in desired.parents.items():
         state.append({"type": "m.space.parent", "state_key": parent_id, "content": content})

@@ -8,6 +8,7 @@ counted by name, so tests can assert that a second run sends no state-changing r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -17,30 +18,42 @@ from urllib.parse import quote
 import aiohttp
 from nio import (
     AsyncClient,
-    RoomCreateResponse,
+    JoinedRoomsResponse,
+    RoomGetStateEventResponse,
     RoomGetStateResponse,
     RoomInviteResponse,
     RoomKickResponse,
-    RoomPreset,
     RoomPutStateResponse,
-    RoomResolveAliasResponse,
 )
 
 log = logging.getLogger(__name__)
 
 STATE_CHANGING = frozenset({"create_room", "put_state", "invite", "kick"})
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+# The request never reached the homeserver: safe to send again even when it makes something.
+_NOT_SENT = (aiohttp.ClientConnectorError,)
 _MAX_NETWORK_RETRIES = 4
+_SETTLE_SECONDS = 60.0
 
 
 class MatrixError(Exception):
     """A request the homeserver refused (or that never got an answer)."""
 
-    def __init__(self, op: str, errcode: str | None, message: str, status: int | None = None):
+    def __init__(
+        self,
+        op: str,
+        errcode: str | None,
+        message: str,
+        status: int | None = None,
+        *,
+        unanswered: bool = False,
+    ):
         super().__init__(f"{op}: {errcode or status or ''} {message}".strip())
         self.op = op
         self.errcode = errcode
         self.status = status
+        # Sent, but the answer was lost: the homeserver may have done it.
+        self.unanswered = unanswered
 
 
 def _status(resp: Any) -> int | None:
@@ -60,6 +73,7 @@ class MatrixOps:
         self.max_wait = max_wait
         self.calls: Counter[str] = Counter()
         self.rate_limited = 0
+        self._creating: set[asyncio.Task[dict[str, Any]]] = set()
 
     @property
     def state_changes(self) -> int:
@@ -151,18 +165,19 @@ class MatrixOps:
             return True if status == 200 else False if status == 404 else None
         return None
 
-    async def resolve_alias(self, alias: str) -> str | None:
-        try:
-            resp = await self._call(
-                "resolve_alias",
-                lambda: self.client.room_resolve_alias(alias),
-                RoomResolveAliasResponse,
-            )
-        except MatrixError as err:
-            if err.status == 404 or err.errcode == "M_NOT_FOUND":
-                return None
-            raise
-        return str(resp.room_id)
+    async def joined_rooms(self) -> list[str]:
+        resp = await self._call("joined_rooms", self.client.joined_rooms, JoinedRoomsResponse)
+        return list(resp.rooms)
+
+    async def get_state_event(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any]:
+        resp = await self._call(
+            "get_state_event",
+            lambda: self.client.room_get_state_event(room_id, event_type, state_key),
+            RoomGetStateEventResponse,
+        )
+        return dict(resp.content)
 
     async def get_state(self, room_id: str) -> list[dict[str, Any]]:
         resp = await self._call(
@@ -175,29 +190,87 @@ class MatrixOps:
     async def create_room(
         self,
         *,
-        alias: str,
         name: str | None,
         topic: str | None,
         space: bool,
         room_version: str | None,
         invite: list[str],
         initial_state: list[dict[str, Any]],
+        creation_content: dict[str, Any],
     ) -> str:
-        resp = await self._call(
-            "create_room",
-            lambda: self.client.room_create(
-                alias=alias,
-                name=name,
-                topic=topic,
-                space=space,
-                room_version=room_version,
-                preset=RoomPreset.private_chat,
-                invite=invite,
-                initial_state=initial_state,
-            ),
-            RoomCreateResponse,
+        """createRoom, sent raw: nio cannot add keys to the creation content.
+
+        The public_chat preset with an invite-only join rule in ``initial_state`` makes the same
+        room as private_chat minus its ``m.room.guest_access: can_join`` event (absent means
+        forbidden, which is what we want): one event less per room. Not sent twice when the
+        answer is lost, since that could make a second room; the caller looks for it instead."""
+        body: dict[str, Any] = {
+            "preset": "public_chat",
+            "visibility": "private",
+            "invite": invite,
+            "initial_state": [
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+                *initial_state,
+            ],
+            "creation_content": {**creation_content, **({"type": "m.space"} if space else {})},
+        }
+        if name is not None:
+            body["name"] = name
+        if topic is not None:
+            body["topic"] = topic
+        if room_version is not None:
+            body["room_version"] = room_version
+        # Shielded: a run stopped by an error elsewhere must not drop a createRoom half-sent;
+        # settle() waits for these before the next run may look for rooms made but unrecorded.
+        task = asyncio.ensure_future(
+            self._post("create_room", "/_matrix/client/v3/createRoom", body)
         )
-        return str(resp.room_id)
+        self._creating.add(task)
+        task.add_done_callback(self._creating.discard)
+        answer = await asyncio.shield(task)
+        return str(answer["room_id"])
+
+    async def settle(self) -> None:
+        """Wait until every createRoom sent has its answer (or failed)."""
+        if self._creating:
+            await asyncio.wait(set(self._creating), timeout=_SETTLE_SECONDS)
+
+    async def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body in a slot; 429s retried, a lost answer raised as ``unanswered``."""
+        self.calls[op] += 1
+        headers = {
+            "Authorization": f"Bearer {self.client.access_token}",
+            "Content-Type": "application/json",
+        }
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        waited = 0.0
+        failures = 0
+        while True:
+            try:
+                async with self._slots:
+                    resp = await self.client.send("POST", path, data, headers=headers)
+                    status = resp.status
+                    answer = await resp.json(content_type=None)
+            except _NOT_SENT as exc:
+                failures += 1
+                if failures > _MAX_NETWORK_RETRIES:
+                    raise MatrixError(op, None, f"no connection: {exc!r}") from exc
+                await asyncio.sleep(min(2.0**failures, 30.0))
+                continue
+            except _NETWORK_ERRORS as exc:
+                raise MatrixError(op, None, f"no answer: {exc!r}", unanswered=True) from exc
+            if status == 429:
+                wait = (answer or {}).get("retry_after_ms", 1000) / 1000
+                self.rate_limited += 1
+                waited += wait
+                if waited > self.max_wait:
+                    raise MatrixError(op, "M_LIMIT_EXCEEDED", "rate limited for too long", 429)
+                await asyncio.sleep(wait)
+                continue
+            if status == 200 and isinstance(answer, dict):
+                return answer
+            answer = answer if isinstance(answer, dict) else {}
+            raise MatrixError(op, answer.get("errcode"), str(answer.get("error", "")), status)
 
     async def put_state(
         self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""

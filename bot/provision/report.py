@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bot.provision.apply import CHECK, CREATE, Summary
 
 PHASE_LABELS = {CREATE: "创建房间 / creating rooms", CHECK: "核对房间 / checking rooms"}
+WAITING = "另一次开通正在进行，等它结束… / another provisioning run is going on: waiting for it"
 SHOW = 50  # per list; a province has thousands of rows
 
 
@@ -44,6 +45,9 @@ class RichReporter:
         if name in self._tasks:
             self._progress.advance(self._tasks[name])
 
+    def waiting(self) -> None:
+        self._progress.console.print(WAITING)
+
 
 class PlainReporter:
     """One line per tenth of each phase: readable in a log or a pipe."""
@@ -72,6 +76,9 @@ class PlainReporter:
         step = max(1, total // 10)
         if done == total or done % step == 0:
             print(f"{PHASE_LABELS.get(name, name)}: {done}/{total}", file=self.out, flush=True)
+
+    def waiting(self) -> None:
+        print(WAITING, file=self.out, flush=True)
 
 
 def reporter_for(out: TextIO | None = None) -> RichReporter | PlainReporter:

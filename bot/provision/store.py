@@ -117,8 +117,9 @@ class Writer:
 
     SQLite takes one writer at a time, and dozens of small concurrent transactions cost more
     CPU than the requests they record. A crash before a batch is committed loses nothing the
-    next run cannot find again: a room made but not recorded is adopted through its alias,
-    and its members are then seen in its state.
+    next run cannot find again: a room made but not recorded is adopted through the key in its
+    creation content (the lease says a run was interrupted), and its members are then seen in
+    its state.
     """
 
     def __init__(self, db: Database, *, batch: int = 50) -> None:
@@ -163,11 +164,11 @@ class Writer:
         self,
         spec: RoomSpec,
         room_id: str,
-        alias: str,
         room_version: str | None,
         invited: Iterable[str],
     ) -> None:
-        """A room just made (or found by its alias), with whom its createRoom invited."""
+        """A room just made (or found after an interrupted run), with whom its createRoom
+        invited."""
         invited = list(invited)
 
         async def op(b: Batch) -> None:
@@ -176,11 +177,7 @@ class Writer:
                 return  # recorded by a run going on at the same time (CLI and bot)
             b.provisioned.add(spec.key)
             await b.session.flush()  # the rows below refer to the RoomInfo row
-            b.session.add(
-                ProvisionedRoom(
-                    key=spec.key, room_id=room_id, alias=alias, room_version=room_version
-                )
-            )
+            b.session.add(ProvisionedRoom(key=spec.key, room_id=room_id, room_version=room_version))
             for user in invited:
                 b.session.add(ManagedMember(room_id=room_id, user_id=user))
 
