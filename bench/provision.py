@@ -1,17 +1,24 @@
 """Provisioning speed: GridBot versus a raw matrix-nio loop, on one throw-away Synapse.
 
     python bench/provision.py [--enterprises 300] [--rounds 2] [--concurrency 8] [--accounts]
-                              [--check]
+                              [--no-linked] [--check]
 
 A generated county (province → city → county; six level-2 grids; N enterprises, each with a
 chief and two members, served by ten grid members per domain) is written into a fresh database.
 GridBot provisions it (spaces, rooms, links both ways, power levels, account checks,
-bookkeeping); a raw nio loop creates the same number of rooms with the same names, topics and
-room types (spaces) at the same concurrency, and nothing else. Raw and GridBot runs alternate
-(raw, GridBot, raw, GridBot, raw; each GridBot round with its own bot account and database), so
-both see the same drift: the homeserver slows down as its database grows, and other load on the
-machine comes and goes. Besides wall time the table shows the CPU seconds Synapse and this
-process spent, which other load on the machine disturbs less.
+bookkeeping). Two baselines run beside it at the same concurrency:
+
+- "raw nio loop": the same number of rooms with the same names, topics and room types
+  (spaces), and nothing else. The target (≤ 1.3×) is against this one.
+- "raw loop, links both ways": the same rooms as a tree, with the least a client can send for
+  the issue's links both ways: deepest level first, each space's createRoom carrying its
+  m.space.child links, then one m.space.parent PUT per link. This shows what the links alone
+  cost the homeserver.
+
+Runs alternate (raw, linked, GridBot, raw, linked, GridBot, …, raw; each GridBot round with its
+own bot account and database), so all see the same drift: the homeserver slows down as its
+database grows, and other load on the machine comes and goes. Besides wall time the table shows
+the CPU seconds Synapse and this process spent, which other load on the machine disturbs less.
 
 By default the roster's people have no accounts (each is looked up, found missing and listed, so
 no invites are sent); ``--accounts`` registers them all first, and both sides then invite them.
@@ -36,12 +43,19 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from nio import AsyncClient, AsyncClientConfig, LoginResponse, RoomCreateResponse  # noqa: E402
+from nio import (  # noqa: E402
+    AsyncClient,
+    AsyncClientConfig,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomPutStateResponse,
+)
 
 from bot.homeserver import Synapse  # noqa: E402
 
 if TYPE_CHECKING:
     from bot.provision.matrix import MatrixOps
+    from bot.provision.plan import Plan
 
 PASSWORD = "bench-password"
 TARGET_RATIO = 1.3
@@ -254,6 +268,59 @@ async def bench_raw(
         await client.close()
 
 
+async def bench_raw_linked(
+    hs: Synapse, user_id: str, plan: Plan, invites: bool, concurrency: int, name: str
+) -> Result:
+    """The plan's rooms as a tree with a plain nio loop: one level at a time, deepest first, each
+    space made with its m.space.child links, then one m.space.parent PUT per link."""
+    client = await nio_login(hs, user_id)
+    server = user_id.split(":", 1)[1]
+    ids: dict[str, str] = {}
+    levels: dict[int, list[str]] = {}
+    for key in plan.rooms:
+        levels.setdefault(plan.depth(key), []).append(key)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def make(key: str) -> None:
+        spec = plan.rooms[key]
+        links = [
+            {"type": "m.space.child", "state_key": ids[c], "content": {"via": [server]}}
+            for c in plan.children(key)
+        ]
+        async with slots:
+            resp = await client.room_create(
+                name=spec.name,
+                topic=spec.topic,
+                space=spec.is_space,
+                invite=sorted(spec.members) if invites else [],
+                initial_state=links,
+            )
+        if not isinstance(resp, RoomCreateResponse):
+            raise RuntimeError(f"room_create: {resp}")
+        ids[key] = resp.room_id
+
+    async def link(child: str, parent: str) -> None:
+        async with slots:
+            resp = await client.room_put_state(
+                ids[child], "m.space.parent", {"via": [server]}, state_key=ids[parent]
+            )
+        if not isinstance(resp, RoomPutStateResponse):
+            raise RuntimeError(f"room_put_state: {resp}")
+
+    try:
+        pid = synapse_pid(hs)
+        server_cpu = process_cpu(pid)
+        started, cpu = time.perf_counter(), time.process_time()
+        for depth in sorted(levels, reverse=True):
+            await asyncio.gather(*(make(k) for k in levels[depth]))
+        await asyncio.gather(*(link(k, p) for k, spec in plan.rooms.items() for p in spec.parents))
+        seconds = time.perf_counter() - started
+        cpu, server_cpu = time.process_time() - cpu, process_cpu(pid) - server_cpu
+        return Result(name, len(plan.rooms), seconds, server_cpu, cpu)
+    finally:
+        await client.close()
+
+
 def print_table(results: list[Result]) -> float | None:
     print()
     head = ("rooms", "seconds", "rooms/s", "Synapse CPU s", "client CPU s")
@@ -267,24 +334,37 @@ def print_table(results: list[Result]) -> float | None:
 
     for r in results:
         row(r.name, r.rooms, r.seconds, r.server_cpu, r.client_cpu)
-    grid = [r for r in results if r.name.startswith("GridBot")]
-    raw = [r for r in results if r.name.startswith("raw")]
-    if not grid or not raw:
+    groups = {
+        "GridBot, all rounds": [r for r in results if r.name.startswith("GridBot")],
+        "raw, all rounds": [r for r in results if r.name.startswith("raw nio loop")],
+        "linked, all rounds": [r for r in results if r.name.startswith("raw loop, links")],
+    }
+    sums = {}
+    for label, rs in groups.items():
+        if rs:
+            total = [
+                sum(getattr(r, a) for r in rs)
+                for a in ("rooms", "seconds", "server_cpu", "client_cpu")
+            ]
+            row(label, int(total[0]), *total[1:])
+            sums[label] = total
+    g = sums.get("GridBot, all rounds")
+    if g is None or "raw, all rounds" not in sums:
         return None
-    sums = []
-    for label, rs in (("GridBot, all rounds", grid), ("raw, all rounds", raw)):
-        total = [
-            sum(getattr(r, a) for r in rs) for a in ("rooms", "seconds", "server_cpu", "client_cpu")
-        ]
-        row(label, int(total[0]), *total[1:])
-        sums.append(total)
-    g, w = sums
-    ratio = (g[1] / g[0]) / (w[1] / w[0])
-    cpu_ratio = ((g[2] + g[3]) / g[0]) / ((w[2] + w[3]) / w[0])
+
+    def ratios(base: list[float]) -> tuple[float, float]:
+        wall = (g[1] / g[0]) / (base[1] / base[0])
+        cpu = ((g[2] + g[3]) / g[0]) / ((base[2] + base[3]) / base[0])
+        return wall, cpu
+
+    ratio, cpu_ratio = ratios(sums["raw, all rounds"])
     print(f"ratio, wall time per room: {ratio:.2f}   (GridBot / raw; target ≤ {TARGET_RATIO})")
     print(
         f"ratio, CPU per room (Synapse + client): {cpu_ratio:.2f}   (less sensitive to other load)"
     )
+    if "linked, all rounds" in sums:
+        wall, cpu = ratios(sums["linked, all rounds"])
+        print(f"ratio against the raw loop with links both ways: wall {wall:.2f}, CPU {cpu:.2f}")
     return ratio
 
 
@@ -339,12 +419,18 @@ async def run(args: argparse.Namespace, results: list[Result]) -> None:
             ]
             print(f"{len(rooms)} rooms, {args.concurrency} in flight", flush=True)
 
-            # Alternate raw, GridBot, raw, …: the homeserver slows down as its database grows
-            # (and other load on the machine comes and goes), so both sides see the same drift.
+            # Alternate raw, linked, GridBot, raw, …: the homeserver slows down as its database
+            # grows (and other load on the machine comes and goes), so all see the same drift.
             for n, (bot_id, db_url) in enumerate(bots, start=1):
                 raw = await bench_raw(hs, raw_id, rooms, args.concurrency, f"raw nio loop ({n})")
                 results.append(raw)
                 print(f"  {raw.name}: {raw.seconds:.1f} s", flush=True)
+                if not args.no_linked:
+                    linked = await bench_raw_linked(
+                        hs, raw_id, plan, args.accounts, args.concurrency, f"raw loop, links ({n})"
+                    )
+                    results.append(linked)
+                    print(f"  {linked.name}: {linked.seconds:.1f} s", flush=True)
                 grid, ops = await bench_gridbot(hs, bot_id, db_url, args.concurrency)
                 grid.name = f"GridBot provision ({n})"
                 results.append(grid)
@@ -369,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--accounts", action="store_true", help="register every roster person (invites sent)"
+    )
+    parser.add_argument(
+        "--no-linked", action="store_true", help="skip the raw loop with links both ways"
     )
     parser.add_argument("--check", action="store_true", help=f"exit 1 if ratio > {TARGET_RATIO}")
     args = parser.parse_args(argv)
