@@ -55,38 +55,43 @@ async def import_rows(
     assert result.applied or not result.changes
 
 
-class CrashAfter(MatrixOps):
-    """Dies (like a killed process) right after the n-th room was made, before it is recorded."""
-
-    def __init__(self, *args: Any, rooms: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.left = rooms
-
-    async def create_room(self, **kwargs: Any) -> str:
-        room_id = await super().create_room(**kwargs)
-        self.left -= 1
-        if self.left <= 0:
-            raise Crash(room_id)
-        return room_id
-
-
 class Crash(Exception):
     pass
 
 
-class LoseAnswerAfter(MatrixOps):
-    """The n-th createRoom is carried out, but its answer never arrives (a dropped connection)."""
+class _FailAfter(MatrixOps):
+    """The n-th createRoom is carried out by the homeserver; then ``fail`` decides what the
+    provisioner sees (from then on for a crash, once for a lost answer)."""
 
     def __init__(self, *args: Any, rooms: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.left = rooms
+        self.made = 0
+        self.at = rooms
 
     async def create_room(self, **kwargs: Any) -> str:
         room_id = await super().create_room(**kwargs)
-        self.left -= 1
-        if self.left == 0:
-            raise MatrixError("create_room", None, "no answer: lost", unanswered=True)
+        self.made += 1
+        self.fail(room_id)
         return room_id
+
+    def fail(self, room_id: str) -> None:
+        raise NotImplementedError
+
+
+class CrashAfter(_FailAfter):
+    """Dies (like a killed process) right after the n-th room was made, before it is recorded."""
+
+    def fail(self, room_id: str) -> None:
+        if self.made >= self.at:
+            raise Crash(room_id)
+
+
+class LoseAnswerAfter(_FailAfter):
+    """The n-th createRoom is carried out, but its answer never arrives (a dropped connection)."""
+
+    def fail(self, room_id: str) -> None:
+        if self.made == self.at:
+            raise MatrixError("create_room", None, "no answer: lost", unanswered=True)
 
 
 @dataclass
