@@ -34,10 +34,11 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from bot.provision.matrix import MatrixOps
     from bot.provision.plan import Plan
 
+T = TypeVar("T")
 PASSWORD = "bench-password"
 TARGET_RATIO = 1.3
 DOMAINS = ("道路客运", "道路货运", "港口", "航运", "渡口", "交通工程")
@@ -86,6 +88,15 @@ def process_cpu(pid: int) -> float:
 def synapse_pid(hs: Synapse) -> int:
     assert hs._proc is not None  # started
     return hs._proc.pid
+
+
+async def timed(hs: Synapse, work: Awaitable[T]) -> tuple[T, float, float, float]:
+    """Run ``work``: its value, wall seconds, Synapse CPU seconds and this process's CPU seconds."""
+    pid = synapse_pid(hs)
+    server, started, cpu = process_cpu(pid), time.perf_counter(), time.process_time()
+    value = await work
+    seconds = time.perf_counter() - started
+    return value, seconds, process_cpu(pid) - server, time.process_time() - cpu
 
 
 async def seed(db_url: str, enterprises: int) -> list[str]:
@@ -224,11 +235,7 @@ async def bench_gridbot(
         provisioner = Provisioner(
             db, ops, Messages(), bot_user_id=bot_id, admins=[], locale="zh_CN"
         )
-        server = process_cpu(synapse_pid(hs))
-        started, cpu = time.perf_counter(), time.process_time()
-        summary = await provisioner.run()
-        seconds = time.perf_counter() - started
-        cpu, server = time.process_time() - cpu, process_cpu(synapse_pid(hs)) - server
+        summary, seconds, server, cpu = await timed(hs, provisioner.run())
         if summary.failed:
             raise RuntimeError(f"provisioning failed: {summary.failed[:5]}")
         return Result("GridBot provision", len(summary.created), seconds, server, cpu), ops
@@ -258,11 +265,9 @@ async def bench_raw(
                 raise RuntimeError(f"room_create: {resp}")
 
     try:
-        server = process_cpu(synapse_pid(hs))
-        started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
-        cpu, server = time.process_time() - cpu, process_cpu(synapse_pid(hs)) - server
+        _, seconds, server, cpu = await timed(
+            hs, asyncio.gather(*(worker() for _ in range(concurrency)))
+        )
         return Result(name, len(rooms), seconds, server, cpu)
     finally:
         await client.close()
@@ -307,15 +312,13 @@ async def bench_raw_linked(
         if not isinstance(resp, RoomPutStateResponse):
             raise RuntimeError(f"room_put_state: {resp}")
 
-    try:
-        pid = synapse_pid(hs)
-        server_cpu = process_cpu(pid)
-        started, cpu = time.perf_counter(), time.process_time()
+    async def tree() -> None:
         for depth in sorted(levels, reverse=True):
             await asyncio.gather(*(make(k) for k in levels[depth]))
         await asyncio.gather(*(link(k, p) for k, spec in plan.rooms.items() for p in spec.parents))
-        seconds = time.perf_counter() - started
-        cpu, server_cpu = time.process_time() - cpu, process_cpu(pid) - server_cpu
+
+    try:
+        _, seconds, server_cpu, cpu = await timed(hs, tree())
         return Result(name, len(plan.rooms), seconds, server_cpu, cpu)
     finally:
         await client.close()

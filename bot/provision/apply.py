@@ -119,7 +119,6 @@ class Provisioner:
         self.verify = verify
         self.reinvite = reinvite
         self.server = bot_user_id.split(":", 1)[1]
-        self.localpart = bot_user_id[1:].split(":", 1)[0]
         self.summary = Summary()
         # Filled by run():
         self.plan = Plan()

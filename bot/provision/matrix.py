@@ -19,7 +19,6 @@ import aiohttp
 from nio import (
     AsyncClient,
     JoinedRoomsResponse,
-    RoomGetStateEventResponse,
     RoomGetStateResponse,
     RoomInviteResponse,
     RoomKickResponse,
@@ -118,20 +117,9 @@ class MatrixOps:
 
     async def default_room_version(self) -> str | None:
         """The homeserver's default room version (createRoom uses it when none is given)."""
-
-        async def get() -> Any:
-            return await self.client.send(
-                "GET",
-                "/_matrix/client/v3/capabilities",
-                headers={"Authorization": f"Bearer {self.client.access_token}"},
-            )
-
-        self.calls["capabilities"] += 1
-        async with self._slots:
-            resp = await get()
-            if resp.status != 200:
-                return None
-            body = await resp.json(content_type=None)
+        status, body = await self._raw("capabilities", "GET", "/_matrix/client/v3/capabilities")
+        if status != 200 or not isinstance(body, dict):
+            return None
         versions = (body.get("capabilities") or {}).get("m.room_versions") or {}
         default = versions.get("default")
         return str(default) if default else None
@@ -141,43 +129,17 @@ class MatrixOps:
         not say (403 with limit_profile_requests_to_users_who_share_rooms, errors).
 
         Sent raw: nio would validate (and log) every 404 body, for a thousand people a run."""
-        self.calls["profile"] += 1
-        waited = 0.0
-        path = f"/_matrix/client/v3/profile/{quote(user_id, safe='')}"
-        headers = {"Authorization": f"Bearer {self.client.access_token}"}
-        for _attempt in range(_MAX_NETWORK_RETRIES + 1):
-            try:
-                async with self._slots:
-                    resp = await self.client.send("GET", path, headers=headers)
-                    status = resp.status
-                    body = await resp.json(content_type=None) if status == 429 else {}
-                    resp.release()
-            except _NETWORK_ERRORS:
-                await asyncio.sleep(1.0)
-                continue
-            if status == 429:
-                wait = (body or {}).get("retry_after_ms", 1000) / 1000
-                waited += wait
-                if waited > self.max_wait:
-                    return None
-                await asyncio.sleep(wait)
-                continue
-            return True if status == 200 else False if status == 404 else None
-        return None
+        try:
+            status, _ = await self._raw(
+                "profile", "GET", f"/_matrix/client/v3/profile/{quote(user_id, safe='')}"
+            )
+        except MatrixError:
+            return None
+        return True if status == 200 else False if status == 404 else None
 
     async def joined_rooms(self) -> list[str]:
         resp = await self._call("joined_rooms", self.client.joined_rooms, JoinedRoomsResponse)
         return list(resp.rooms)
-
-    async def get_state_event(
-        self, room_id: str, event_type: str, state_key: str = ""
-    ) -> dict[str, Any]:
-        resp = await self._call(
-            "get_state_event",
-            lambda: self.client.room_get_state_event(room_id, event_type, state_key),
-            RoomGetStateEventResponse,
-        )
-        return dict(resp.content)
 
     async def get_state(self, room_id: str) -> list[dict[str, Any]]:
         resp = await self._call(
@@ -223,54 +185,72 @@ class MatrixOps:
         # Shielded: a run stopped by an error elsewhere must not drop a createRoom half-sent;
         # settle() waits for these before the next run may look for rooms made but unrecorded.
         task = asyncio.ensure_future(
-            self._post("create_room", "/_matrix/client/v3/createRoom", body)
+            self._raw(
+                "create_room", "POST", "/_matrix/client/v3/createRoom", body, resend_lost=False
+            )
         )
         self._creating.add(task)
         task.add_done_callback(self._creating.discard)
-        answer = await asyncio.shield(task)
-        return str(answer["room_id"])
+        status, answer = await asyncio.shield(task)
+        if status == 200 and isinstance(answer, dict) and "room_id" in answer:
+            return str(answer["room_id"])
+        answer = answer if isinstance(answer, dict) else {}
+        raise MatrixError(
+            "create_room", answer.get("errcode"), str(answer.get("error", "")), status
+        )
 
     async def settle(self) -> None:
         """Wait until every createRoom sent has its answer (or failed)."""
         if self._creating:
             await asyncio.wait(set(self._creating), timeout=_SETTLE_SECONDS)
 
-    async def _post(self, op: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST a JSON body in a slot; 429s retried, a lost answer raised as ``unanswered``."""
+    async def _raw(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        resend_lost: bool = True,
+    ) -> tuple[int, Any]:
+        """A request without nio's response classes, in a slot: 429s and connections that never
+        opened are retried; a lost answer is retried only with ``resend_lost`` (else raised as
+        ``unanswered``). Returns the status and the JSON body of any other answer."""
         self.calls[op] += 1
-        headers = {
-            "Authorization": f"Bearer {self.client.access_token}",
-            "Content-Type": "application/json",
-        }
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         waited = 0.0
         failures = 0
         while True:
             try:
                 async with self._slots:
-                    resp = await self.client.send("POST", path, data, headers=headers)
+                    resp = await self.client.send(method, path, data, headers=headers)
                     status = resp.status
-                    answer = await resp.json(content_type=None)
-            except _NOT_SENT as exc:
+                    try:
+                        answer = await resp.json(content_type=None)
+                    except ValueError:  # not JSON (a proxy's error page): status only
+                        answer = None
+            except _NETWORK_ERRORS as exc:
+                if not resend_lost and not isinstance(exc, _NOT_SENT):
+                    raise MatrixError(op, None, f"no answer: {exc!r}", unanswered=True) from exc
                 failures += 1
                 if failures > _MAX_NETWORK_RETRIES:
-                    raise MatrixError(op, None, f"no connection: {exc!r}") from exc
+                    raise MatrixError(op, None, f"no answer: {exc!r}") from exc
                 await asyncio.sleep(min(2.0**failures, 30.0))
                 continue
-            except _NETWORK_ERRORS as exc:
-                raise MatrixError(op, None, f"no answer: {exc!r}", unanswered=True) from exc
             if status == 429:
-                wait = (answer or {}).get("retry_after_ms", 1000) / 1000
+                wait = (answer if isinstance(answer, dict) else {}).get("retry_after_ms", 1000)
                 self.rate_limited += 1
-                waited += wait
+                waited += wait / 1000
                 if waited > self.max_wait:
                     raise MatrixError(op, "M_LIMIT_EXCEEDED", "rate limited for too long", 429)
-                await asyncio.sleep(wait)
+                log.info("%s rate limited; retrying in %.1fs", op, wait / 1000)
+                await asyncio.sleep(wait / 1000)
                 continue
-            if status == 200 and isinstance(answer, dict):
-                return answer
-            answer = answer if isinstance(answer, dict) else {}
-            raise MatrixError(op, answer.get("errcode"), str(answer.get("error", "")), status)
+            return status, answer
 
     async def put_state(
         self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
