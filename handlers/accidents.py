@@ -24,13 +24,13 @@ from handlers.case_common import (
     refuse,
     related_event_ids,
     reportable_enterprises,
-    standing,
+    visible_case,
 )
 from storage import cases
 from storage.cases import ACCIDENT, Accident
 from storage.directory import ADMIN, ENTERPRISE_STAFF, L2_STAFF
 from storage.hazard_categories import ACCIDENT_TYPES, OTHER, pick
-from storage.models import Enterprise, RoleKind
+from storage.models import RoleKind
 
 ROLES = (
     ENTERPRISE_STAFF
@@ -97,16 +97,10 @@ async def accident_command(ctx: CommandContext) -> None:
 
 
 async def update(ctx: CommandContext, code: str, text: str) -> None:
-    acc = await cases.get_case(ctx.session, code)
-    if not isinstance(acc, Accident):
-        refuse(ctx.reply, "not_found", code, ACCIDENT)
+    found = await visible_case(ctx, code, ACCIDENT, Accident)
+    if found is None:
         return
-    ent = await ctx.session.get(Enterprise, acc.enterprise_id)
-    assert ent is not None
-    st = await standing(ctx.session, ctx.identity, ent)
-    if not st.sees:
-        refuse(ctx.reply, "out_of_scope", code, ACCIDENT)
-        return
+    acc, _, st = found
     actor = await actor_of(ctx, code)
     try:
         await accident_flow.update(Poster.of(ctx), actor, st, acc, text)

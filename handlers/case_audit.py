@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.commands import KNOWN, Arg, command
 from bot.context import CommandContext
-from handlers.case_common import refuse, standing, visible_enterprises
+from handlers.case_common import refuse, visible_case, visible_enterprises
 from storage import cases
 from storage.models import Enterprise, RoomInfo
 
@@ -43,15 +43,10 @@ async def history_command(ctx: CommandContext) -> None:
 async def show(ctx: CommandContext, code: str) -> None:
     """Reply with the case and its trail, if the sender may see it."""
     kind = cases.kind_of(code)
-    row = await cases.get_case(ctx.session, code)
-    if row is None:
-        refuse(ctx.reply, "not_found", code, kind)
+    found = await visible_case(ctx, code, kind, cases.MODEL[kind])
+    if found is None:
         return
-    ent = await ctx.session.get(Enterprise, row.enterprise_id)
-    assert ent is not None
-    if not (await standing(ctx.session, ctx.identity, ent)).sees:
-        refuse(ctx.reply, "out_of_scope", code, kind)
-        return
+    row, ent, _ = found
     events = await cases.history(ctx.session, code)
     room_ids = {e.room_id for e in events if e.room_id}
     kinds = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,9 +20,12 @@ from bot.conversation import Conversation, Incoming
 from bot.scheduler import JobContext
 from storage import cases, outbox, rooms
 from storage import grid_contacts as gc
+from storage.cases import CaseRow
 from storage.directory import ENTERPRISE_STAFF, Identity
 from storage.grid_contacts import Contact, room_of
 from storage.models import Enterprise, Grid, OutboxMessage, RoleKind
+
+C = TypeVar("C", bound=CaseRow)
 
 L1_OFFICE_KINDS = frozenset({RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER})
 IMAGE_TYPES = frozenset({"m.image"})
@@ -65,6 +68,24 @@ class Standing:
     @property
     def chief(self) -> bool:
         return self.l2_chief or self.l1_chief
+
+
+async def visible_case(
+    ctx: CommandContext, code: str, kind: str, model: type[C]
+) -> tuple[C, Enterprise, Standing] | None:
+    """The case ``code``, its enterprise and what the sender is to it; None (after answering
+    not_found or out_of_scope) when there is no such case or the sender may not see it."""
+    row = await cases.get_case(ctx.session, code)
+    if not isinstance(row, model):
+        refuse(ctx.reply, "not_found", code, kind)
+        return None
+    ent = await ctx.session.get(Enterprise, row.enterprise_id)
+    assert ent is not None
+    st = await standing(ctx.session, ctx.identity, ent)
+    if not st.sees:
+        refuse(ctx.reply, "out_of_scope", code, kind)
+        return None
+    return row, ent, st
 
 
 async def standing(session: AsyncSession, ident: Identity, ent: Enterprise) -> Standing:

@@ -14,7 +14,7 @@ from handlers.case_common import (
     enterprise_here,
     home_room,
     refuse,
-    standing,
+    visible_case,
 )
 from handlers.visit_followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
@@ -136,16 +136,10 @@ async def act(ctx: CommandContext, code: str, action: str, note: str) -> None:
     if cases.kind_of(code) != REQUEST:
         refuse(ctx.reply, "wrong_kind", code, REQUEST)
         return
-    req = await cases.get_case(ctx.session, code)
-    if not isinstance(req, CaseRequest):
-        refuse(ctx.reply, "not_found", code, REQUEST)
+    found = await visible_case(ctx, code, REQUEST, CaseRequest)
+    if found is None:
         return
-    ent = await ctx.session.get(Enterprise, req.enterprise_id)
-    assert ent is not None
-    st = await standing(ctx.session, ctx.identity, ent)
-    if not st.sees:
-        refuse(ctx.reply, "out_of_scope", code, REQUEST)
-        return
+    req, _, st = found
     actor = await actor_of(ctx, code)
     poster = Poster.of(ctx)
     try:
