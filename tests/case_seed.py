@@ -21,7 +21,6 @@ from storage.models import (
     Person,
     Role,
     RoleKind,
-    RoomInfo,
     UnitKind,
 )
 
@@ -113,24 +112,3 @@ async def seed_case_grid(db: Database, mxids: dict[str, str]) -> CaseGrid:
                     )
                 )
     return grid
-
-
-async def add_room(
-    db: Database,
-    room_id: str,
-    kind: str,
-    *,
-    grid_id: int | None = None,
-    enterprise_id: int | None = None,
-) -> None:
-    """Say what a room is for (what provisioning would record); call before the bot joins."""
-    async with db.transaction() as s:
-        s.add(
-            RoomInfo(
-                room_id=room_id,
-                kind=kind,
-                grid_id=grid_id,
-                enterprise_id=enterprise_id,
-                left=False,
-            )
-        )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from sqlalchemy.exc import IntegrityError
+
 from storage.db import Database
 from storage.models import (
     AdminUnit,
@@ -15,6 +17,7 @@ from storage.models import (
     Person,
     Role,
     RoleKind,
+    RoomInfo,
     UnitKind,
 )
 
@@ -103,3 +106,29 @@ async def seed_small_grid(db: Database, people: SeedPeople) -> None:
                 Assignment(person_id=persons["member"].id, enterprise_id=luxi.id, since=SINCE),
             ]
         )
+
+
+async def set_room(
+    db: Database,
+    room_id: str,
+    kind: str,
+    *,
+    enterprise_id: int | None = None,
+    grid_id: int | None = None,
+) -> None:
+    """Say what a room is for, as provisioning would (the bot may or may not be in it yet)."""
+    for attempt in range(3):
+        try:
+            async with db.transaction() as s:
+                info = await s.get(RoomInfo, room_id)
+                if info is None:
+                    info = RoomInfo(room_id=room_id, left=False)
+                    s.add(info)
+                info.kind = kind
+                info.enterprise_id = enterprise_id
+                info.grid_id = grid_id
+            return
+        except IntegrityError:
+            # The running bot recorded its join in the same moment: update its row instead.
+            if attempt == 2:
+                raise

@@ -20,7 +20,7 @@ from nio import AsyncClient, RoomMessagesResponse, RoomSendResponse, UploadRespo
 
 from storage import cases
 from tests.bot_harness import BotFactory, BotUnderTest
-from tests.case_seed import PEOPLE, CaseGrid, add_room, seed_case_grid
+from tests.case_seed import PEOPLE, CaseGrid, seed_case_grid
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
     Message,
@@ -29,6 +29,7 @@ from tests.matrix_helpers import (
     wait_for_join,
     wait_for_message,
 )
+from tests.roster_seed import set_room
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -75,7 +76,7 @@ async def build(
         else:
             ids = {"grid_id": grid.grids[of]}
         room = await create_room(clients[owner], invite=[clients[g].user_id for g in guests])
-        await add_room(bot.db, room, kind, **ids)
+        await set_room(bot.db, room, kind, **ids)
         for guest in guests:
             await clients[guest].join(room)
         await clients[owner].room_invite(room, bot.user_id)

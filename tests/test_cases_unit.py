@@ -30,8 +30,9 @@ from storage.db import Database
 from storage.grid_contacts import Contact
 from storage.hazard_categories import CATEGORIES, OTHER, categories_for, pick, standard_for
 from storage.models import OutboxMessage
-from tests.case_seed import CaseGrid, add_room, fake_mxids, seed_case_grid
+from tests.case_seed import CaseGrid, fake_mxids, seed_case_grid
 from tests.dispatch_harness import DispatchHarness
+from tests.roster_seed import set_room
 
 TZ = ZoneInfo("Asia/Shanghai")
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)  # a working day
@@ -141,7 +142,7 @@ async def add_rooms(db: Database, grid: CaseGrid, which: tuple[str, ...]) -> Non
     }
     for key in which:
         room, kind, ids = spec[key]
-        await add_room(db, room, kind, **ids)
+        await set_room(db, room, kind, **ids)
 
 
 async def report_hazard(

@@ -30,7 +30,8 @@ from tests.matrix_helpers import (
     wait_for_join,
     wait_for_message,
 )
-from tests.notice_seed import NoticeGrid, seed_notice_grid, set_room
+from tests.notice_seed import NoticeGrid, seed_notice_grid
+from tests.roster_seed import set_room
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -30,7 +30,8 @@ from storage.inbox import IncomingEvent
 from storage.models import BotSession, OutboxMessage, ScheduledJob
 from tests.dispatch_harness import BOT, DispatchHarness
 from tests.dispatch_harness import test_config as harness_config
-from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid, set_room
+from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid
+from tests.roster_seed import set_room
 
 MODULES = [
     handlers.notices,

@@ -26,7 +26,8 @@ from tests.matrix_helpers import (
     wait_for_join,
     wait_for_message,
 )
-from tests.visits_seed import GANXI, HAZMAT, PEOPLE, TONGDA, VisitGrid, seed_visit_grid, set_room
+from tests.roster_seed import set_room
+from tests.visits_seed import GANXI, HAZMAT, PEOPLE, TONGDA, VisitGrid, seed_visit_grid
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -26,6 +26,7 @@ from storage.visit_reports import coverage, level2_grids, pairs_for_month
 from storage.visits import Meeting, Training, Visit, get_visit, next_code
 from tests.dispatch_harness import DispatchHarness
 from tests.dispatch_harness import test_config as make_config
+from tests.roster_seed import set_room
 from tests.visits_seed import (
     GANXI,
     HAZMAT,
@@ -34,7 +35,6 @@ from tests.visits_seed import (
     VisitGrid,
     fake_mxids,
     seed_visit_grid,
-    set_room,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -21,7 +21,6 @@ from storage.models import (
     Person,
     Role,
     RoleKind,
-    RoomInfo,
     UnitKind,
 )
 
@@ -120,20 +119,3 @@ async def seed_visit_grid(db: Database, mxids: dict[str, str]) -> VisitGrid:
         out.enterprises = {k: e.id for k, e in ents.items()}
         out.people = {k: p.id for k, p in persons.items()}
     return out
-
-
-async def set_room(
-    db: Database,
-    room_id: str,
-    kind: str,
-    *,
-    grid_id: int | None = None,
-    enterprise_id: int | None = None,
-) -> None:
-    """Say what a room is for, as provisioning would (the bot's join point is left alone)."""
-    async with db.transaction() as s:
-        info = await s.get(RoomInfo, room_id)
-        if info is None:
-            info = RoomInfo(room_id=room_id, left=False)
-            s.add(info)
-        info.kind, info.grid_id, info.enterprise_id = kind, grid_id, enterprise_id
