@@ -37,9 +37,7 @@ if str(REPO) not in sys.path:
 
 from nio import (  # noqa: E402
     AsyncClient,
-    AsyncClientConfig,
     JoinResponse,
-    LoginResponse,
     RoomCreateResponse,
     RoomMessageNotice,
     RoomMessageText,
@@ -48,9 +46,9 @@ from nio import (  # noqa: E402
 )
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.common import PASSWORD, login  # noqa: E402
 from bot.homeserver import Synapse  # noqa: E402
 
-PASSWORD = "bench-password"
 TARGET_RATIO = 1.15
 SETUP_IN_FLIGHT = 8
 WATCH_FILTER = {
@@ -65,18 +63,6 @@ WATCH_FILTER = {
 T = TypeVar("T")
 _DB_URL: list[str | None] = [None]  # --database-url
 _DM: list[str] = []  # the issuer's direct chat and id, for _phases
-
-
-def _client_config() -> AsyncClientConfig:
-    return AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
-
-
-async def login(hs: Synapse, user_id: str, device: str = "bench") -> AsyncClient:
-    client = AsyncClient(hs.url, user_id, config=_client_config())
-    resp = await client.login(PASSWORD, device_name=device)
-    if not isinstance(resp, LoginResponse):
-        raise RuntimeError(f"login {user_id}: {resp}")
-    return client
 
 
 async def bounded(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], limit: int) -> list[Any]:

@@ -45,13 +45,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from nio import (  # noqa: E402
-    AsyncClient,
-    AsyncClientConfig,
-    LoginResponse,
     RoomCreateResponse,
     RoomPutStateResponse,
 )
 
+from bench.common import PASSWORD, login  # noqa: E402
 from bot.homeserver import Synapse  # noqa: E402
 
 if TYPE_CHECKING:
@@ -59,7 +57,6 @@ if TYPE_CHECKING:
     from bot.provision.plan import Plan
 
 T = TypeVar("T")
-PASSWORD = "bench-password"
 TARGET_RATIO = 1.3
 DOMAINS = ("道路客运", "道路货运", "港口", "航运", "渡口", "交通工程")
 TYPES = ("道路客运企业及站场", "道路货运企业", "港口码头", "航运企业", "渡口", "在建交通工程")
@@ -203,20 +200,11 @@ async def seed(db_url: str, enterprises: int) -> list[str]:
     return mxids
 
 
-async def nio_login(hs: Synapse, user_id: str) -> AsyncClient:
-    client = AsyncClient(
-        hs.url, user_id, config=AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
-    )
-    resp = await client.login(PASSWORD, device_name="bench")
-    if not isinstance(resp, LoginResponse):
-        raise RuntimeError(f"login {user_id}: {resp}")
-    return client
-
-
 async def bench_gridbot(
     hs: Synapse, bot_id: str, db_url: str, concurrency: int
 ) -> tuple[Result, MatrixOps]:
-    from bot.client import build_client, login
+    from bot.client import build_client
+    from bot.client import login as bot_login
     from bot.config import parse_config
     from bot.provision.apply import Provisioner
     from bot.provision.matrix import MatrixOps
@@ -230,7 +218,7 @@ async def bench_gridbot(
     db = Database(db_url)
     client = build_client(config)
     try:
-        await login(client, config, db)
+        await bot_login(client, config, db)
         ops = MatrixOps(client, concurrency=concurrency)
         provisioner = Provisioner(
             db, ops, Messages(), bot_user_id=bot_id, admins=[], locale="zh_CN"
@@ -252,7 +240,7 @@ async def bench_raw(
     name: str,
 ) -> Result:
     """Create the rooms (name, topic, space?, invites) with ``concurrency`` requests in flight."""
-    client = await nio_login(hs, user_id)
+    client = await login(hs, user_id)
     queue: asyncio.Queue[tuple[str, str, bool, list[str]]] = asyncio.Queue()
     for room in rooms:
         queue.put_nowait(room)
@@ -278,7 +266,7 @@ async def bench_raw_linked(
 ) -> Result:
     """The plan's rooms as a tree with a plain nio loop: one level at a time, deepest first, each
     space made with its m.space.child links, then one m.space.parent PUT per link."""
-    client = await nio_login(hs, user_id)
+    client = await login(hs, user_id)
     server = user_id.split(":", 1)[1]
     ids: dict[str, str] = {}
     levels: dict[int, list[str]] = {}

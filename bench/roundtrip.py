@@ -28,9 +28,7 @@ if str(REPO) not in sys.path:
 
 from nio import (  # noqa: E402
     AsyncClient,
-    AsyncClientConfig,
     JoinedMembersResponse,
-    LoginResponse,
     MatrixRoom,
     RoomCreateResponse,
     RoomMessageNotice,
@@ -39,9 +37,9 @@ from nio import (  # noqa: E402
     SyncResponse,
 )
 
+from bench.common import PASSWORD, login  # noqa: E402
 from bot.homeserver import Synapse  # noqa: E402
 
-PASSWORD = "bench-password"
 TARGET_P50_RATIO = 1.2
 # Same filter for the measuring user whatever the bot, so its sync costs the same in both runs.
 USER_FILTER = {
@@ -72,18 +70,6 @@ class Stats:
     @property
     def mean(self) -> float:
         return statistics.fmean(self.samples)
-
-
-def _client_config() -> AsyncClientConfig:
-    return AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
-
-
-async def login(hs: Synapse, user_id: str) -> AsyncClient:
-    client = AsyncClient(hs.url, user_id, config=_client_config())
-    resp = await client.login(PASSWORD, device_name="bench")
-    if not isinstance(resp, LoginResponse):
-        raise RuntimeError(f"login {user_id}: {resp}")
-    return client
 
 
 async def create_room(client: AsyncClient, invite: list[str]) -> str:
