@@ -9,8 +9,11 @@ other, and a reply that came before the wait started is not missed.
 from __future__ import annotations
 
 import asyncio
+import io
+import struct
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterable
 
 from nio import (
@@ -22,6 +25,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     SyncResponse,
+    UploadResponse,
 )
 
 Message = RoomMessageText | RoomMessageNotice
@@ -155,3 +159,35 @@ async def wait_for_invite(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{client.user_id} got no invite within {timeout} s")
         await sync_once(client, _remaining_ms(deadline))
+
+
+def png_1x1() -> bytes:
+    """A valid 1×1 PNG, built rather than pasted."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x80\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+async def send_photo(client: AsyncClient, room: str, name: str = "site.png") -> tuple[str, str]:
+    """Upload a tiny PNG and post it as m.image; returns (event id, mxc url)."""
+    data = png_1x1()
+    upload, _keys = await client.upload(
+        io.BytesIO(data), content_type="image/png", filename=name, filesize=len(data)
+    )
+    assert isinstance(upload, UploadResponse), upload
+    content = {
+        "msgtype": "m.image",
+        "body": name,
+        "url": upload.content_uri,
+        "info": {"mimetype": "image/png", "size": len(data), "w": 1, "h": 1},
+    }
+    sent = await client.room_send(room, "m.room.message", content)
+    assert isinstance(sent, RoomSendResponse), sent
+    return sent.event_id, upload.content_uri

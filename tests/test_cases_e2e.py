@@ -6,17 +6,14 @@ one enterprise unable to see or touch another's cases."""
 from __future__ import annotations
 
 import asyncio
-import io
-import struct
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
-from nio import AsyncClient, RoomMessagesResponse, RoomSendResponse, UploadResponse
+from nio import AsyncClient, RoomMessagesResponse, RoomSendResponse
 
 from storage import cases
 from tests.bot_harness import BotFactory, BotUnderTest
@@ -25,6 +22,7 @@ from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
     Message,
     create_room,
+    send_photo,
     send_text,
     wait_for_join,
     wait_for_message,
@@ -146,36 +144,6 @@ async def in_thread(client: AsyncClient, room: str, root: str, body: str) -> str
     resp = await client.room_send(room, "m.room.message", content)
     assert isinstance(resp, RoomSendResponse), resp
     return resp.event_id
-
-
-def png_1x1() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\xff\x80\x00")
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
-
-
-async def send_photo(client: AsyncClient, room: str, name: str) -> tuple[str, str]:
-    """Upload a tiny PNG and post it as m.image; returns (event id, mxc url)."""
-    data = png_1x1()
-    upload, _keys = await client.upload(
-        io.BytesIO(data), content_type="image/png", filename=name, filesize=len(data)
-    )
-    assert isinstance(upload, UploadResponse), upload
-    content = {
-        "msgtype": "m.image",
-        "body": name,
-        "url": upload.content_uri,
-        "info": {"mimetype": "image/png", "size": len(data), "w": 1, "h": 1},
-    }
-    sent = await client.room_send(room, "m.room.message", content)
-    assert isinstance(sent, RoomSendResponse), sent
-    return sent.event_id, upload.content_uri
 
 
 async def bot_images(

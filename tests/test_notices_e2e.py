@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import time_machine
-from nio import AsyncClient, RoomSendResponse, UploadResponse
+from nio import AsyncClient, RoomSendResponse
 from sqlalchemy import func, select
 
 from storage import notices as N
@@ -26,17 +26,13 @@ from tests.matrix_helpers import (
     Message,
     collect_messages,
     create_room,
+    send_photo,
     send_text,
     wait_for_join,
     wait_for_message,
 )
 from tests.notice_seed import NoticeGrid, seed_notice_grid
 from tests.roster_seed import set_room
-
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
-)
 
 
 def from_bot(bot: BotUnderTest, *words: str) -> Callable[[Message], bool]:
@@ -202,13 +198,7 @@ async def test_acks_by_reaction_reply_and_command_and_status(
         "请确认",
     )
     assert "发送对象：3 家企业" in prompt.body
-    up, _ = await chief.upload(
-        lambda *_: PNG, content_type="image/png", filename="现场.png", filesize=len(PNG)
-    )
-    assert isinstance(up, UploadResponse), up
-    await chief.room_send(
-        dm, "m.room.message", {"msgtype": "m.image", "body": "现场.png", "url": up.content_uri}
-    )
+    await send_photo(chief, dm, "现场.png")
     await wait_for_message(chief, dm, from_bot(bot, "已添加附件 1"))
     sent = await ask(chief, dm, bot, "确认", "已发出")
     code = "N-2026-0001"

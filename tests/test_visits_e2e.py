@@ -4,15 +4,12 @@ and reminders and month-end summaries arrive on a controllable clock, once, late
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import time_machine
-from nio import AsyncClient, RoomSendResponse, UploadResponse
+from nio import AsyncClient
 
 from bot.commands import DIRECT
 from bot.dates import today
@@ -22,6 +19,7 @@ from tests.matrix_helpers import (
     Message,
     collect_messages,
     create_room,
+    send_photo,
     send_text,
     wait_for_join,
     wait_for_message,
@@ -59,36 +57,6 @@ async def reply_body(client: AsyncClient, room: str, bot: BotUnderTest, event_id
         timeout=30,
     )
     return reply.body
-
-
-def png_1x1() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"\x00\xff\x80\x00")
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
-
-
-async def send_photo(client: AsyncClient, room: str) -> tuple[str, str]:
-    """Upload a small PNG and post it as m.image; returns (event id, mxc url)."""
-    data = png_1x1()
-    upload, _keys = await client.upload(
-        io.BytesIO(data), content_type="image/png", filename="site.png", filesize=len(data)
-    )
-    assert isinstance(upload, UploadResponse), upload
-    content = {
-        "msgtype": "m.image",
-        "body": "site.png",
-        "url": upload.content_uri,
-        "info": {"mimetype": "image/png", "size": len(data), "w": 1, "h": 1},
-    }
-    sent = await client.room_send(room, "m.room.message", content)
-    assert isinstance(sent, RoomSendResponse), sent
-    return sent.event_id, upload.content_uri
 
 
 async def county(
