@@ -4,6 +4,7 @@ a crash half-way is finished without duplicates; people without accounts are inv
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 from pathlib import Path
@@ -347,3 +348,18 @@ async def test_crash_half_way_is_finished_without_duplicates(
 async def _room_of_kind(bot: BotUnderTest, kind: str) -> str:
     async with bot.db.transaction() as session:
         return str(await session.scalar(select(RoomInfo.room_id).where(RoomInfo.kind == kind)))
+
+
+async def test_two_runs_at_once_make_each_room_once(
+    gridbot: BotFactory, make_user: MakeUser, synapse: Synapse, tmp_path: Path
+) -> None:
+    """The bot's own run and `gridbot provision` from a shell can start together: the lease
+    lets one go first, the other then finds every room made and changes nothing."""
+    bot, _rows, _admin = await demo_bot(gridbot, make_user, synapse, tmp_path)
+    reader = Reader(synapse, await bot_token(bot))  # logs in once: both runs reuse the session
+    first, second = await asyncio.gather(provision(bot), provision(bot))
+    assert first.summary.ok and second.summary.ok
+    assert sorted([len(first.summary.created), len(second.summary.created)]) == [0, DEMO_ROOMS]
+    assert min(first.ops.state_changes, second.ops.state_changes) == 0
+    joined = await reader.joined_rooms()
+    assert len(joined) == len(set(joined)) == DEMO_ROOMS
