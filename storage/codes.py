@@ -8,11 +8,10 @@ and a rolled-back transaction gives its number back.
 from __future__ import annotations
 
 from sqlalchemy import Integer, String
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.db import upsert_insert
 from storage.models import Base
 
 
@@ -32,11 +31,9 @@ def format_code(prefix: str, year: int, number: int) -> str:
 
 async def next_code(session: AsyncSession, prefix: str, year: int) -> str:
     """Allocate the next id of ``prefix`` in ``year`` inside the caller's transaction."""
-    dialect = (await session.connection()).dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     table = CodeCounter.__table__
     stmt = (
-        insert(table)
+        (await upsert_insert(session, table))
         .values(prefix=prefix, year=year, last=1)
         .on_conflict_do_update(index_elements=["prefix", "year"], set_={"last": table.c.last + 1})
         .returning(table.c.last)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import upsert_insert
 from storage.models import RoomInfo
 
 
@@ -39,12 +38,10 @@ async def record_join(
 
 async def _ensure(session: AsyncSession, room_id: str, kind: str) -> None:
     """Insert the room's row unless it exists: provisioning may write it at the same moment."""
-    values = {"room_id": room_id, "kind": kind, "left": False}
-    if session.bind.dialect.name == "postgresql":
-        stmt = pg_insert(RoomInfo).values(**values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite_insert(RoomInfo).values(**values).on_conflict_do_nothing()
-    await session.execute(stmt)
+    insert = await upsert_insert(session, RoomInfo)
+    await session.execute(
+        insert.values(room_id=room_id, kind=kind, left=False).on_conflict_do_nothing()
+    )
 
 
 async def record_leave(session: AsyncSession, room_id: str) -> None:

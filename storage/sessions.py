@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import upsert_insert
 from storage.models import BotSession
 
 
@@ -14,12 +16,19 @@ async def load(session: AsyncSession, user_id: str) -> BotSession | None:
 async def save_login(
     session: AsyncSession, user_id: str, device_id: str, access_token: str
 ) -> None:
-    row = await session.get(BotSession, user_id)
-    if row is None:
-        session.add(BotSession(user_id=user_id, device_id=device_id, access_token=access_token))
-    else:
-        row.device_id = device_id
-        row.access_token = access_token
+    # An upsert: the bot and `gridbot provision` may log in for the first time at once.
+    insert = await upsert_insert(session, BotSession)
+    stmt = insert.values(user_id=user_id, device_id=device_id, access_token=access_token)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={
+                "device_id": stmt.excluded.device_id,
+                "access_token": stmt.excluded.access_token,
+                "updated_at": func.now(),
+            },
+        )
+    )
 
 
 async def save_filter(session: AsyncSession, user_id: str, filter_id: str) -> None:
