@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterable
 from types import ModuleType
 
 from nio import AsyncClient
@@ -34,7 +35,7 @@ from bot.commands import DIRECT, Router
 from bot.config import Config
 from bot.context import Services
 from bot.conversation import Conversation, ConversationHook
-from bot.dispatcher import Dispatcher
+from bot.dispatcher import Dispatcher, EventHook
 from bot.provision.worker import ProvisionWorker
 from bot.scheduler import Scheduler
 from bot.sender import Sender
@@ -79,13 +80,21 @@ def build_router() -> Router:
     return router
 
 
-def collect_conversations() -> list[Conversation]:
+def collect_conversations(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[Conversation]:
     return [
-        obj
-        for module in HANDLER_MODULES
-        for obj in vars(module).values()
-        if isinstance(obj, Conversation)
+        obj for module in modules for obj in vars(module).values() if isinstance(obj, Conversation)
     ]
+
+
+def event_hooks(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[EventHook]:
+    """The dispatcher's hooks, in order. The modules' EVENT_HOOKS come first: they take only
+    replies and reactions to the bot's own notice and case posts, so a 收到 in reply to a notice
+    acknowledges it even while its sender is half-way through a conversation. Then the open
+    conversations take the sender's next message."""
+    modules = tuple(modules)
+    hooks: list[EventHook] = [h for m in modules for h in getattr(m, "EVENT_HOOKS", ())]
+    hooks.append(ConversationHook(collect_conversations(modules)))
+    return hooks
 
 
 class GridBot:
@@ -122,10 +131,7 @@ class GridBot:
                 room_kind_hint=self._room_kind_hint,
                 on_queued=sender.wake,
             )
-            self.dispatcher.hooks.append(ConversationHook(collect_conversations()))
-            # Modules may add event hooks (EVENT_HOOKS), run after conversations.
-            for module in HANDLER_MODULES:
-                self.dispatcher.hooks.extend(getattr(module, "EVENT_HOOKS", ()))
+            self.dispatcher.hooks.extend(event_hooks())
             scheduler = self.scheduler = Scheduler(self.db, self.services, sender.wake)
             for module in HANDLER_MODULES:
                 scheduler.include(module)

@@ -308,5 +308,5 @@ async def feedback(ctx: CommandContext) -> None:
     )
 
 
-# Collected by bot/app.py (run after the conversation hook).
+# Collected by bot/app.py (run before the conversation hook).
 EVENT_HOOKS = (NoticeAckHook(),)

@@ -35,5 +35,5 @@ async def case_reply_hook(ctx: CommandContext) -> bool:
     return await accidents.on_reply(ctx, code, text)
 
 
-# Collected by bot/app.py and run after the conversation hook.
+# Collected by bot/app.py (run before the conversation hook).
 EVENT_HOOKS = (case_reply_hook,)

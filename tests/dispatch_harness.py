@@ -12,10 +12,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.app import event_hooks
 from bot.commands import Router
 from bot.config import Config, parse_config
 from bot.context import Services
-from bot.conversation import Conversation, ConversationHook
 from bot.dispatcher import Dispatcher
 from bot.scheduler import Scheduler
 from messages import Messages
@@ -48,8 +48,7 @@ class DispatchHarness:
             room_kind_hint=lambda _r: None,
             on_queued=lambda _rooms: None,
         )
-        convs = [o for m in modules for o in vars(m).values() if isinstance(o, Conversation)]
-        self.dispatcher.hooks.append(ConversationHook(convs))
+        self.dispatcher.hooks.extend(event_hooks(modules))  # as the app orders them
         self.scheduler = Scheduler(db, self.services, lambda: None)
         for m in modules:
             self.scheduler.include(m)

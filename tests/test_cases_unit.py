@@ -56,7 +56,6 @@ class CaseHarness(DispatchHarness):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db, MODULES)
-        self.dispatcher.hooks.extend(handlers.case_replies.EVENT_HOOKS)
 
     async def say(self, sender: str, body: str, room: str = ENT_A, **content: Any) -> list[str]:
         return await super().say(sender, body, room, **content)

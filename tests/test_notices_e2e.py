@@ -224,8 +224,13 @@ async def test_acks_by_reaction_reply_and_command_and_status(
     await reply(c["member_f"], rooms["B"], posts["B"].event_id, "收到")
     refused = await wait_for_message(c["chief_b"], rooms["B"], from_bot(bot, "只有"))
     assert "你的确认未记录" in refused.body
+    # B's chief is half-way through reporting a hazard: her reply to the notice still counts,
+    # and the hazard report takes her next message.
+    await ask(c["chief_b"], rooms["B"], bot, "/隐患", "1/9 隐患是什么")
     await reply(c["chief_b"], rooms["B"], posts["B"].event_id, "收到，马上落实")
     await wait_for_message(c["chief_b"], rooms["B"], from_bot(bot, "✅ 已记录：芦溪通达货运公司"))
+    await ask(c["chief_b"], rooms["B"], bot, "仓库消防通道被货物堵塞", "2/9 隐患在哪里")
+    await ask(c["chief_b"], rooms["B"], bot, "/取消", "已取消")
     denied = await ask(c["member_f2"], rooms["C"], bot, f"/收到 {code}", "你无权使用")
     assert "/ack" in denied.body
 

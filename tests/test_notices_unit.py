@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 import handlers.acks
 import handlers.cancel
+import handlers.hazards
 import handlers.notice_jobs
 import handlers.notice_status
 import handlers.notices
@@ -27,7 +29,7 @@ from storage import notices as N
 from storage.db import Database
 from storage.directory import identify
 from storage.inbox import IncomingEvent
-from storage.models import BotSession, OutboxMessage, ScheduledJob
+from storage.models import BotSession, ConversationState, OutboxMessage, ScheduledJob
 from tests.dispatch_harness import BOT, DispatchHarness
 from tests.dispatch_harness import test_config as harness_config
 from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid
@@ -60,9 +62,8 @@ ADMIN_ROOM = "!admin:localhost"
 
 
 class NoticeHarness(DispatchHarness):
-    def __init__(self, db: Database, **config: Any) -> None:
-        super().__init__(db, MODULES, harness_config(admins=[ADMIN], **config))
-        self.dispatcher.hooks.extend(handlers.acks.EVENT_HOOKS)
+    def __init__(self, db: Database, *, extra: tuple[ModuleType, ...] = (), **config: Any) -> None:
+        super().__init__(db, [*MODULES, *extra], harness_config(admins=[ADMIN], **config))
         self._last_id = 0
 
     async def event(
@@ -160,7 +161,9 @@ async def targets(db: Database, code: str) -> dict[str, N.NoticeTarget]:
         return {t.enterprise_name: t for t in await N.targets_of(s, notice.id)}
 
 
-async def setup(db: Database, **config: Any) -> tuple[NoticeHarness, NoticeGrid]:
+async def setup(
+    db: Database, *, extra: tuple[ModuleType, ...] = (), **config: Any
+) -> tuple[NoticeHarness, NoticeGrid]:
     grid = await seed_notice_grid(db, U)
     for key in (*PEOPLE, "admin"):
         await set_room(db, dm(key), "direct")
@@ -168,7 +171,7 @@ async def setup(db: Database, **config: Any) -> tuple[NoticeHarness, NoticeGrid]
         await set_room(db, ent_room(key), "enterprise_room", enterprise_id=grid.enterprises[key])
     await set_room(db, L2_FREIGHT, "l2_room", grid_id=grid.grids["freight"])
     await set_room(db, ADMIN_ROOM, "admin_room")
-    return NoticeHarness(db, **config), grid
+    return NoticeHarness(db, extra=extra, **config), grid
 
 
 DEFAULT_BROADCAST = "/群发 货运 --within 24h\n关于做好冬季运输安全的通知\n各企业：请落实。"
@@ -407,6 +410,30 @@ async def test_acks_by_reaction_reply_and_command_count_only_the_enterprise(
         )
     await h.react(U["l2_chief_f"], L2_FREIGHT, f"$out{copy}")
     assert await h.fresh() == []
+
+
+async def test_a_reply_to_a_notice_acknowledges_it_even_during_a_conversation(
+    sqlite_db: Database,
+) -> None:
+    """B's chief is half-way through reporting a hazard when the notice arrives; her "收到" in
+    reply to it acknowledges the notice, and the hazard report goes on where it was."""
+    h, grid = await setup(sqlite_db, extra=(handlers.hazards,))
+    asked = bodies(await h.text(U["chief_b"], ent_room("B"), "/隐患"))
+    code = await broadcast(h)
+    await deliver(sqlite_db)
+    b_post = await event_of(sqlite_db, code, grid.names["B"])
+
+    reply = {"m.relates_to": {"m.in_reply_to": {"event_id": b_post}}}
+    out = bodies(await h.text(U["chief_b"], ent_room("B"), "收到", **reply))
+    assert out[0].startswith("✅ 已记录：芦溪通达货运公司")
+    assert (await targets(sqlite_db, code))[grid.names["B"]].ack_method == N.BY_REPLY
+    # The conversation still waits for the hazard's description, and takes it next.
+    out = bodies(await h.text(U["chief_b"], ent_room("B"), "仓库消防通道被货物堵塞"))
+    assert out and out != asked and "收到" not in out[0]
+    async with sqlite_db.transaction() as s:
+        row = await s.scalar(select(ConversationState))
+    assert row is not None and row.name == "hazard"
+    assert "仓库消防通道被货物堵塞" in str(row.data)
 
 
 async def test_feedback_is_kept_and_counts_as_acknowledgement(sqlite_db: Database) -> None:
