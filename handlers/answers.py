@@ -93,6 +93,23 @@ def split_names(text: str) -> list[str]:
     return list(seen)
 
 
+def future_day(text: str, today: date) -> tuple[date | None, str | None]:
+    """A deadline, today or later: (day, None) or (day or None, error key).
+
+    Error keys: "unreadable", "past". A month-day without a year that passed recently this year
+    (3月1日 typed on 3月5日) is taken as a slip into the past, not as next year's 3月1日.
+    """
+    day = parse_day(text, today, prefer="future")
+    if day is None:
+        return None, "unreadable"
+    behind = parse_day(text, today, prefer="past")
+    if behind is not None and today - timedelta(days=62) <= behind < today and behind != day:
+        return behind, "past"
+    if day < today:
+        return day, "past"
+    return day, None
+
+
 def past_day(text: str, today: date) -> tuple[date | None, str | None]:
     """A day that must not be in the future: (day, None) or (day or None, error key).
 

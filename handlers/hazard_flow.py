@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
-from bot.dates import parse_day
 from handlers import case_schedule
+from handlers.answers import future_day
 from handlers.case_common import (
     Actor,
     Around,
@@ -219,10 +219,10 @@ def parse_confirm(text: str, today: date) -> tuple[str | None, date | None]:
         if token.lower() in GRADE_WORDS:
             grade = GRADE_WORDS[token.lower()]
             continue
-        parsed = parse_day(token, today, prefer="future")
-        if parsed is None:
+        parsed, error = future_day(token, today)
+        if error == "unreadable":
             raise Refusal("bad_confirm", token=token)
-        if parsed < today:
+        if error == "past":
             raise Refusal("deadline_past", day=parsed)
         day = parsed
     return grade, day
@@ -332,10 +332,10 @@ async def verify(
         return
     today = datetime.now(config.tz).date()
     words = text.split(maxsplit=1)
-    day = parse_day(words[0], today, prefer="future") if words else None
+    day, error = future_day(words[0], today) if words else (None, "unreadable")
+    if error == "past":
+        raise Refusal("deadline_past", day=day)
     if day is not None:
-        if day < today:
-            raise Refusal("deadline_past", day=day)
         text = words[1] if len(words) > 1 else ""
     if not text.strip():
         raise Refusal("need_reason")

@@ -9,8 +9,8 @@ from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step, text_step
-from bot.dates import parse_day
 from handlers import case_audit, hazard_flow
+from handlers.answers import future_day
 from handlers.case_common import (
     DONE_WORDS,
     Poster,
@@ -289,9 +289,9 @@ text_step(report_conv, "responsible", key="responsible", then="deadline", ask=_a
 async def ask_deadline(step: Step, msg: Incoming) -> None:
     ctx = step.ctx
     today = now_local(ctx.services).date()
-    day = parse_day(msg.text, today, prefer="future") if msg.text else None
-    if day is None or day < today:
-        _ask(step, "deadline", again=True, past=day is not None)
+    day, error = future_day(msg.text, today) if msg.text else (None, "unreadable")
+    if error is not None or day is None:
+        _ask(step, "deadline", again=True, past=error == "past")
         return
     options = await reportable_enterprises(ctx.session, ctx.identity)
     if all(e.id != step.data["enterprise_id"] for e in options):

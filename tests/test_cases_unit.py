@@ -22,6 +22,7 @@ import handlers.case_replies
 import handlers.hazards
 import handlers.requests
 from handlers.accident_input import parse_casualties, parse_when
+from handlers.answers import future_day
 from handlers.hazards import parse_action
 from messages import Messages
 from storage import cases
@@ -297,11 +298,26 @@ async def test_report_conversation_re_asks_and_picks_the_enterprise(sqlite_db: D
         for answer in ("无", "恢复终端并追责", "陈亮"):
             await h.say(P["l2chief"], answer, DM)
         assert "整改期限不能早于今天" in (await h.say(P["l2chief"], "2026-03-01", DM))[0]
+        # Yesterday's month-day is a slip, not next year's deadline.
+        assert "整改期限不能早于今天" in (await h.say(P["l2chief"], "3月1日", DM))[0]
         out = await h.say(P["l2chief"], "明天", DM)
         assert any("已登记重大事故隐患 H-2026-0001（芦溪通达货运公司）" in o for o in out)
         hz = await h.case("H-2026-0001")
         assert hz.category == "其他：监控平台" and hz.grade == "major"
         assert hz.deadline == date(2026, 3, 3) and hz.photos == []
+
+
+def test_a_deadline_typed_just_after_it_passed_is_refused_not_moved_to_next_year() -> None:
+    today = date(2026, 3, 5)
+    assert future_day("3月1日", today) == (date(2026, 3, 1), "past")
+    assert future_day("1月10日", today) == (date(2026, 1, 10), "past")
+    assert future_day("昨天", today) == (date(2026, 3, 4), "past")
+    assert future_day("3月8日", today) == (date(2026, 3, 8), None)
+    assert future_day("明天", today) == (date(2026, 3, 6), None)
+    assert future_day("今天", today) == (today, None)
+    # Months away, it is next year's: a deadline typed in late November for February.
+    assert future_day("2月1日", date(2026, 11, 28)) == (date(2027, 2, 1), None)
+    assert future_day("尽快", today) == (None, "unreadable")
 
 
 def test_categories_follow_the_domain_standards() -> None:
