@@ -69,13 +69,16 @@ BotFactory = Callable[..., Awaitable[BotUnderTest]]
 async def gridbot(
     synapse: Synapse, synapse_admin: tuple[str, str], tmp_path: Path
 ) -> AsyncIterator[BotFactory]:
-    """``await gridbot(admins=[...])`` → a registered, rate-limit-exempt bot, not yet started."""
+    """``await gridbot(admins=[...])`` → a registered, rate-limit-exempt bot, not yet started
+    (``server_admin=True``: also a homeserver admin)."""
     made: list[BotUnderTest] = []
 
-    async def make(*, admins: list[str] | None = None, **overrides: Any) -> BotUnderTest:
+    async def make(
+        *, admins: list[str] | None = None, server_admin: bool = False, **overrides: Any
+    ) -> BotUnderTest:
         localpart = f"gridbot-{uuid.uuid4().hex[:8]}"
         password = uuid.uuid4().hex
-        user_id = await synapse.register(localpart, password)
+        user_id = await synapse.register(localpart, password, admin=server_admin)
         await synapse.exempt_from_ratelimit(user_id, synapse_admin[1])
         config = parse_config(
             {

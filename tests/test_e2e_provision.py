@@ -10,10 +10,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from nio import JoinError, RoomPutStateError, RoomPutStateResponse
 from sqlalchemy import select
 
 from bot.homeserver import Synapse
+from bot.provision import matrix as provision_matrix
 from bot.provision.state import has_creator_power
 from storage.models import ProvisionedRoom, RoomInfo
 from tests.bot_harness import BotFactory, BotUnderTest
@@ -49,10 +52,11 @@ async def demo_bot(
     tmp_path: Path,
     *,
     without_account: tuple[str, ...] = (),
+    server_admin: bool = False,
 ) -> tuple[BotUnderTest, list[dict[str, Any]], str]:
     """A bot with the demo county imported; everyone registered except ``without_account``."""
     admin, _ = await make_user("bureau-admin")
-    bot = await gridbot(admins=[admin])
+    bot = await gridbot(admins=[admin], server_admin=server_admin)
     rows = demo_rows(uuid.uuid4().hex[:6])
     await import_rows(bot, tmp_path, rows, "demo", D1)
     skip = {mxid_of(rows, name) for name in without_account}
@@ -92,6 +96,9 @@ async def test_demo_county_becomes_a_tree_with_roster_members_and_powers(
     assert first.ops.calls["put_state"] == DEMO_ROOMS - 1
     qiuli = mxid_of(rows, "邱莉")
     assert s.no_account == [f"邱莉（{qiuli}）"]
+    # Not a server admin: the account listing is refused, so each person is looked up.
+    assert first.ops.calls["list_accounts"] == 1
+    assert first.ops.calls["profile"] == len(mxids(rows)) + 1  # and the bureau admin
     assert sorted(s.without_matrix_id) == ["易凤英（13807992004）", "马俊（13807992015）"]
 
     # --- the tree, read back through /hierarchy ----------------------------------------------
@@ -228,6 +235,43 @@ async def test_demo_county_becomes_a_tree_with_roster_members_and_powers(
     assert (await provision(bot)).ops.state_changes == 0
 
 
+async def test_a_server_admin_bot_reads_accounts_in_one_listing(
+    gridbot: BotFactory,
+    make_user: MakeUser,
+    synapse: Synapse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Made a homeserver admin, the bot learns who has an account from one admin-API listing
+    instead of a profile lookup per person, with the same outcome: who has an account is
+    invited, who has none is listed and invited by the run that finds the account."""
+    bot, rows, admin = await demo_bot(
+        gridbot, make_user, synapse, tmp_path, without_account=("邱莉",), server_admin=True
+    )
+    qiuli = mxid_of(rows, "邱莉")
+    first = await provision(bot)
+    assert first.summary.ok, first.summary.failed
+    assert first.summary.no_account == [f"邱莉（{qiuli}）"]
+    assert (first.ops.calls["list_accounts"], first.ops.calls["profile"]) == (1, 0)
+    invited = {user for _, user in first.summary.invited}
+    assert invited == (mxids(rows) | {admin}) - {qiuli}
+
+    await synapse.register(localpart(qiuli), PASSWORD)
+    later = await provision(bot)
+    assert later.summary.ok and later.summary.no_account == []
+    assert {user for _, user in later.summary.invited} == {qiuli}
+    assert (later.ops.calls["list_accounts"], later.ops.calls["profile"]) == (1, 0)
+
+    # On a homeserver with far more accounts than people to look up, a lookup each is cheaper.
+    monkeypatch.setattr(provision_matrix, "ACCOUNT_PAGE", 5)
+    moved = f"@qiuli-new-{uuid.uuid4().hex[:6]}:localhost"  # 邱莉 gets a new, unregistered id
+    changed = yaml.safe_load(yaml.safe_dump(rows, allow_unicode=True).replace(qiuli, moved))
+    await import_rows(bot, tmp_path, changed, "moved", D2)
+    big = await provision(bot)
+    assert big.summary.no_account == [f"邱莉（{moved}）"]
+    assert (big.ops.calls["list_accounts"], big.ops.calls["profile"]) == (1, 1)
+
+
 async def test_rooms_follow_roster_changes(
     gridbot: BotFactory,
     make_user: MakeUser,
@@ -353,11 +397,12 @@ async def _room_of_kind(bot: BotUnderTest, kind: str) -> str:
 async def test_two_runs_at_once_make_each_room_once(
     gridbot: BotFactory, make_user: MakeUser, synapse: Synapse, tmp_path: Path
 ) -> None:
-    """The bot's own run and `gridbot provision` from a shell can start together: the lease
-    lets one go first, the other then finds every room made and changes nothing."""
+    """The bot's own run and `gridbot provision` from a shell can start together on a fresh
+    database: both log in for the first time at once, then the lease lets one go first, and the
+    other finds every room made and changes nothing."""
     bot, _rows, _admin = await demo_bot(gridbot, make_user, synapse, tmp_path)
-    reader = Reader(synapse, await bot_token(bot))  # logs in once: both runs reuse the session
     first, second = await asyncio.gather(provision(bot), provision(bot))
+    reader = Reader(synapse, await bot_token(bot))
     assert first.summary.ok and second.summary.ok
     assert sorted([len(first.summary.created), len(second.summary.created)]) == [0, DEMO_ROOMS]
     assert min(first.ops.state_changes, second.ops.state_changes) == 0

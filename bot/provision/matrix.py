@@ -33,6 +33,7 @@ _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 _NOT_SENT = (aiohttp.ClientConnectorError,)
 _MAX_NETWORK_RETRIES = 4
 _SETTLE_SECONDS = 60.0
+ACCOUNT_PAGE = 1000  # accounts per admin-API listing request
 
 
 class MatrixError(Exception):
@@ -136,6 +137,31 @@ class MatrixOps:
         except MatrixError:
             return None
         return True if status == 200 else False if status == 404 else None
+
+    async def local_accounts(self, *, max_pages: int) -> set[str] | None:
+        """Every active local account, read through Synapse's admin API (the bot must be a
+        server admin), ``ACCOUNT_PAGE`` a request; None when the homeserver will not list them
+        (not an admin, not Synapse) or would need more than ``max_pages`` requests.
+
+        Deactivated and locked accounts are left out, as are guests: none can be invited."""
+        users: set[str] = set()
+        start = 0
+        while True:
+            path = f"/_synapse/admin/v2/users?from={start}&limit={ACCOUNT_PAGE}&guests=false"
+            try:
+                status, body = await self._raw("list_accounts", "GET", path)
+            except MatrixError:
+                return None
+            if status != 200 or not isinstance(body, dict):
+                return None
+            if start == 0 and -(-int(body.get("total") or 0) // ACCOUNT_PAGE) > max_pages:
+                return None  # a large homeserver: one lookup per person is cheaper
+            page = body.get("users") or []
+            users.update(str(u["name"]) for u in page if isinstance(u, dict) and "name" in u)
+            token = body.get("next_token")
+            if not token or not page:
+                return users
+            start = int(token)
 
     async def joined_rooms(self) -> list[str]:
         resp = await self._call("joined_rooms", self.client.joined_rooms, JoinedRoomsResponse)
