@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
     imp.add_argument(
+        "--file-wins",
+        action="store_true",
+        help="let the file undo staff changes confirmed in chat (/staff) that it lacks",
+    )
+    imp.add_argument(
         "--no-provision",
         action="store_true",
         help="do not adjust the Matrix rooms afterwards (they are when -c/bot.yaml is present)",

@@ -166,7 +166,9 @@ def check(items: list[dict[str, Any]], staff: list[Staffer]) -> None:
 async def apply(
     session: AsyncSession, enterprise_id: int, items: list[dict[str, Any]], today: date
 ) -> None:
-    """Write a confirmed change into the roster, dated ``today`` (roles end / begin)."""
+    """Write a confirmed change into the roster, dated ``today`` (roles end / begin). Each join
+    item gets the "person_id" it was given, so roster imports can tell whether their file
+    already has the change."""
     staff = await enterprise_staff(session, enterprise_id)
     # Things may have moved since the declaration (an import, another change): check again,
     # leaving out who is gone already.
@@ -193,6 +195,7 @@ async def apply(
             person = await _person_for(session, item)
             person.active, person.deactivated_on = True, None
             await session.flush()
+            item["person_id"] = person.id
             session.add(
                 Role(
                     person_id=person.id, kind=item["kind"], enterprise_id=enterprise_id, since=today

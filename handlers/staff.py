@@ -178,7 +178,9 @@ async def _confirm(ctx: CommandContext, code: int) -> None:
     change, enterprise = await _load(ctx, code)
     await _may_decide(ctx, enterprise, change)
     today = dates.today(ctx.services.config.tz)
-    await apply(ctx.session, enterprise.id, list(change.items), today)
+    items = [dict(i) for i in change.items]
+    await apply(ctx.session, enterprise.id, items, today)
+    change.items = items  # with the person ids of who joined
     _decide(ctx, change, "confirmed")
     change.effective_on = today
     request_provisioning(ctx.session, f"staff change {change.code}")

@@ -401,8 +401,8 @@ class ProvisionRequest(Base):
 class StaffChange(Base):
     """A staff change an enterprise declared (人员变动), applied once its level-2 member confirms.
 
-    ``items`` is a list of {"action": "leave", "person_id", "name", "kind"} and
-    {"action": "join", "kind", "name", "phone", "matrix_id"}.
+    ``items`` is a list of {"action": "leave", "person_id", "name", "kinds"} and
+    {"action": "join", "kind", "name", "phone", "matrix_id"} (plus "person_id" once applied).
     """
 
     __tablename__ = "staff_changes"
@@ -421,6 +421,9 @@ class StaffChange(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     effective_on: Mapped[date | None] = mapped_column(Date)
     note: Mapped[str | None] = mapped_column(Text)
+    # Set by the first roster import whose file agrees with the change (or overrides it with
+    # --file-wins); until then an import that would undo it is refused.
+    reconciled_on: Mapped[date | None] = mapped_column(Date)
 
     enterprise: Mapped[Enterprise] = relationship()
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bot import dates
 from bot.homeserver import Synapse
+from bot.roster.apply import import_roster
 from storage.models import (
     Enterprise,
     Person,
@@ -182,3 +183,27 @@ async def test_staff_change_declared_confirmed_and_rooms_follow(
     async with bot.db.transaction() as s:
         liu = await s.scalar(select(Person).where(Person.name == "刘强"))
         assert liu is not None and liu.active
+
+    # The roster office imports its old file again: refused, so the change made in chat stands.
+    stale = await import_roster(bot.db, tmp_path / "staff.yaml", today=today)
+    assert not stale.applied and len(stale.errors) == 1
+    error = str(stale.errors[0])
+    assert error.startswith("第1行") and code in error and "--file-wins" in error
+    assert "周新 已加入任企业网格员，文件里没有" in error
+    assert "陈红 已离开（企业网格员），文件里仍有" in error
+    async with bot.db.transaction() as s:
+        zhou = await s.scalar(select(Person).where(Person.matrix_id == newcomer))
+        assert zhou is not None and zhou.active
+        assert await s.scalar(select(Role).where(Role.person_id == zhou.id, Role.until.is_(None)))
+
+    # Once the file has the change, it imports and settles it; from then on the file rules.
+    rows[0]["ent_members"] = [f"周新/13900000009/{newcomer}"]
+    await import_rows(bot, tmp_path, rows, "staff-updated", today)
+    async with bot.db.transaction() as s:
+        settled = await s.get(StaffChange, int(code[2:]))
+        assert settled is not None and settled.reconciled_on == today
+    rows[0]["ent_members"] = []
+    await import_rows(bot, tmp_path, rows, "staff-later", today)
+    async with bot.db.transaction() as s:
+        zhou = await s.scalar(select(Person).where(Person.matrix_id == newcomer))
+        assert zhou is not None and not zhou.active

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from sqlalchemy import event, func, select
 
+from bot import staff
 from bot.roster.apply import ChangeKind, ImportResult, import_roster
 from bot.roster.commands import cmd_import
 from bot.roster.layout import COLUMNS
@@ -30,6 +31,7 @@ from storage.models import (
     Person,
     Role,
     RoleKind,
+    StaffChange,
     UnitKind,
 )
 
@@ -710,3 +712,91 @@ async def test_a_3000_row_file_imports_whole_and_reimports_as_no_change(
     assert await count(db, Enterprise) == 3000
     again = await import_roster(db, path, today=D2)
     assert len(again.changes) == 0
+
+
+# --- staff changes confirmed in chat ----------------------------------------------------------
+
+
+async def _confirm_staff_change(db: Database, enterprise_name: str, text: str, day: date) -> int:
+    """What /staff then /staff-confirm write: the change applied and recorded as confirmed."""
+    ent = await enterprise(db, enterprise_name)
+    async with db.transaction() as s:
+        items = await staff.declare(s, ent.id, text)
+        await staff.apply(s, ent.id, items, day)
+        change = StaffChange(
+            enterprise_id=ent.id,
+            room_id="!ent:localhost",
+            requested_by="@zhouhongwei:localhost",
+            request_event_id="$declared",
+            items=items,
+            status="confirmed",
+            decided_by="@yixiaojun:localhost",
+            effective_on=day,
+        )
+        s.add(change)
+        await s.flush()
+        return change.id
+
+
+async def _open_roles(db: Database, name: str) -> set[str]:
+    async with db.transaction() as s:
+        rows = await s.scalars(
+            select(Role.kind)
+            .join(Person, Person.id == Role.person_id)
+            .where(Person.name == name, Role.until.is_(None))
+        )
+        return set(rows.all())
+
+
+async def test_an_old_file_cannot_undo_a_staff_change_confirmed_in_chat(
+    db: Database, tmp_path: Path
+) -> None:
+    await import_roster(db, DEMO["yaml"], today=D1)
+    code = await _confirm_staff_change(
+        db, "芦溪县赣西物流有限公司", "离开 吴丽华；加入 企业网格员 钱进 @qianjin:localhost", D2
+    )
+    before = await snapshot(db)
+
+    # The office imports the file it had: refused, nothing written, the change stands.
+    stale = await import_roster(db, DEMO["yaml"], today=D3)
+    assert not stale.applied and len(stale.errors) == 1
+    error = str(stale.errors[0])
+    assert f"S-{code}（{D2}）" in error and "--file-wins" in error
+    assert "钱进 已加入任企业网格员，文件里没有" in error
+    assert "吴丽华 已离开（企业网格员），文件里仍有" in error
+    assert await snapshot(db) == before
+    out = io.StringIO()
+    assert await cmd_import(db, DEMO["yaml"], dry_run=True, out=out) == 1
+    assert "未写入任何内容" in out.getvalue()
+
+    # --file-wins lets the file undo it, says so, and settles the change.
+    wins = await import_roster(db, DEMO["yaml"], today=D3, file_wins=True)
+    assert wins.applied
+    assert any(f"按文件撤销了群里确认的人员变动 S-{code}" in w for w in wins.warnings)
+    assert await _open_roles(db, "钱进") == set()
+    assert await _open_roles(db, "吴丽华") == {RoleKind.ENT_MEMBER}
+    async with db.transaction() as s:
+        settled = await s.get(StaffChange, code)
+        assert settled is not None and settled.reconciled_on == D3
+    assert (await import_roster(db, DEMO["yaml"], today=D3)).applied  # settled: no error again
+
+
+async def test_a_file_that_has_the_staff_change_settles_it_and_rules_after(
+    db: Database, tmp_path: Path
+) -> None:
+    await import_roster(db, DEMO["yaml"], today=D1)
+    code = await _confirm_staff_change(
+        db, "芦溪县赣西物流有限公司", "加入 企业网格员 钱进 13900000123", D2
+    )
+    rows = demo_rows()
+    row = row_of(rows, "芦溪县赣西物流有限公司")
+    row["ent_members"] = [*row["ent_members"], "钱进/13900000123"]
+    result = await import_roster(db, write_yaml(tmp_path / "v2.yaml", rows), today=D3)
+    assert result.applied and not result.errors
+    assert labels(result, "changed") == []  # the file only caught up with the chat
+    async with db.transaction() as s:
+        settled = await s.get(StaffChange, code)
+        assert settled is not None and settled.reconciled_on == D3
+    # Later the file drops him: an ordinary change now.
+    result = await import_roster(db, DEMO["yaml"], today=D3)
+    assert result.applied and await _open_roles(db, "钱进") == set()

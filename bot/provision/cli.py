@@ -107,7 +107,9 @@ async def import_then_provision(
     out = out or sys.stdout
     config = None if args.dry_run or getattr(args, "no_provision", False) else bot_config(args)
     before = (await load_plan(db, config)).fingerprint() if config else None
-    rc = await cmd_import(db, Path(args.file), args.dry_run, out)
+    rc = await cmd_import(
+        db, Path(args.file), args.dry_run, out, file_wins=getattr(args, "file_wins", False)
+    )
     if rc != 0 or config is None or before is None:
         return rc
     if (await load_plan(db, config)).fingerprint() == before:

@@ -32,6 +32,7 @@ from storage.models import (
     Person,
     Role,
     RoleKind,
+    StaffChange,
     UnitKind,
 )
 
@@ -114,14 +115,22 @@ class _Abort(Exception):
 
 
 async def import_roster(
-    db: Database, path: Path, *, dry_run: bool = False, today: date | None = None
+    db: Database,
+    path: Path,
+    *,
+    dry_run: bool = False,
+    today: date | None = None,
+    file_wins: bool = False,
 ) -> ImportResult:
-    """Validate ``path``, diff it against the active roster and apply it unless ``dry_run``."""
+    """Validate ``path``, diff it against the active roster and apply it unless ``dry_run``.
+
+    A staff change confirmed in chat (/staff) that the file does not have yet is an error, so an
+    old file never silently undoes it; ``file_wins`` lets the file undo it (with a warning)."""
     parsed = read_roster(path)
     result = ImportResult(errors=parsed.errors, warnings=parsed.warnings, rows=len(parsed.rows))
     if parsed.errors:
         return result
-    plan = _Importer(parsed.rows, today or date.today())
+    plan = _Importer(parsed.rows, today or date.today(), file_wins=file_wins)
     result.units = [u.name for u in plan.units.values()]
     try:
         # A dry run does the same work and rolls back, so it reports exactly what would happen.
@@ -134,6 +143,7 @@ async def import_roster(
     else:
         result.applied = True
     plan.changes.sort()
+    result.warnings.extend(plan.warnings)
     result.errors = sorted(plan.errors, key=lambda e: e.row)
     result.changes = Changes() if plan.errors else plan.changes
     return result
@@ -211,9 +221,11 @@ _Slot = tuple[str, int | None, int | None]
 class _Importer:
     """One import: loads the scope's current state with a few queries, then syncs level by level."""
 
-    def __init__(self, rows: Sequence[RosterRow], today: date) -> None:
+    def __init__(self, rows: Sequence[RosterRow], today: date, *, file_wins: bool) -> None:
         self.rows = rows
         self.today = today
+        self.file_wins = file_wins
+        self.warnings: list[str] = []
         self.units = _build_units(rows)
         self.first_row = _first_rows(rows)
         self.changes = Changes()
@@ -256,6 +268,8 @@ class _Importer:
         if self.errors:
             return
         await self._sync_roles()
+        if self.errors:
+            return
         await self._sync_assignments()
         await self._deactivate_people()
 
@@ -620,6 +634,82 @@ class _Importer:
                 put(RoleKind.ENT_MEMBER, None, ent, row.ent_members)
         return wanted
 
+    async def _check_chat_changes(self, wanted: dict[_Slot, list[int]]) -> None:
+        """Staff changes confirmed in chat since the file last agreed with them: one the file
+        has now is settled; one it would undo is an error (a warning with ``file_wins``)."""
+        in_file: dict[int, int] = {}  # enterprise id -> its row in the file
+        for spec in self.units.values():
+            unit = self.unit_by_key[(spec.kind, spec.name)]
+            for row in spec.enterprises.values():
+                in_file[self.enterprises[(unit.id, row.enterprise)].id] = row.row
+        pending: list[StaffChange] = []
+        for chunk in _chunks(sorted(self.ent_by_id)):  # the enterprises of the file's units
+            pending += (
+                await self.session.scalars(
+                    select(StaffChange)
+                    .where(
+                        StaffChange.status == "confirmed",
+                        StaffChange.reconciled_on.is_(None),
+                        StaffChange.enterprise_id.in_(chunk),
+                    )
+                    .order_by(StaffChange.id)
+                )
+            ).all()
+        for change in pending:
+            ent_id = change.enterprise_id
+            if ent_id not in in_file:
+                change.reconciled_on = self.today  # the file closes the enterprise: moot
+                continue
+            undone = [
+                text
+                for item in change.items
+                if (text := await self._undone(item, ent_id, wanted)) is not None
+            ]
+            ent = self._ent_label(self.ent_by_id[ent_id])
+            if undone and not self.file_wins:
+                self.errors.append(
+                    RowError(
+                        in_file[ent_id],
+                        f"{ent}：群里确认的人员变动 S-{change.id}（{change.effective_on}）"
+                        f"还没有写进本文件：{'；'.join(undone)}。请先把变动写进文件再导入，"
+                        "或加 --file-wins 以文件为准 / a staff change confirmed in chat is "
+                        "not in this file: add it, or pass --file-wins to let the file undo it",
+                    )
+                )
+                continue
+            if undone:
+                self.warnings.append(
+                    f"{ent}：按文件撤销了群里确认的人员变动 S-{change.id}：{'；'.join(undone)}"
+                    " / the file undoes a staff change confirmed in chat"
+                )
+            change.reconciled_on = self.today
+
+    async def _undone(
+        self, item: dict[str, Any], ent_id: int, wanted: dict[_Slot, list[int]]
+    ) -> str | None:
+        """What of one staff-change item the file would undo, in words; None if it agrees."""
+        if item.get("action") == "leave":
+            pid = item["person_id"]
+            kinds = [k for k in item.get("kinds", []) if pid in wanted.get((k, None, ent_id), [])]
+            if kinds:
+                roles = "、".join(ROLE_LABELS[k] for k in kinds)
+                return f"{item['name']} 已离开（{roles}），文件里仍有"
+            return None
+        person_id = item.get("person_id") or await self._person_id(item)
+        slot = (item["kind"], None, ent_id)
+        if person_id is not None and person_id in wanted.get(slot, []):
+            return None
+        return f"{item['name']} 已加入任{ROLE_LABELS[item['kind']]}，文件里没有"
+
+    async def _person_id(self, item: dict[str, Any]) -> int | None:
+        """The person a join confirmed before person ids were kept: by Matrix id, or phone and
+        name."""
+        if item.get("matrix_id"):
+            where = Person.matrix_id == item["matrix_id"]
+        else:
+            where = (Person.phone == item.get("phone")) & (Person.name == item["name"])
+        return await self.session.scalar(select(Person.id).where(where).limit(1))
+
     def _slot_label(self, slot: _Slot) -> tuple[str, str]:
         kind, grid, ent = slot
         target = self.grid_by_id[grid].name if grid else self._ent_label(self.ent_by_id[ent or 0])
@@ -630,6 +720,9 @@ class _Importer:
         for role in self.roles:
             current.setdefault((role.kind, role.grid_id, role.enterprise_id), []).append(role)
         wanted = self._wanted_roles()
+        await self._check_chat_changes(wanted)
+        if self.errors:
+            return
         for slot in sorted(set(current) | set(wanted), key=_slot_order):
             held = current.get(slot, [])
             target, what = self._slot_label(slot)

@@ -24,10 +24,17 @@ _GROUPS = (
 )
 
 
-async def cmd_import(db: Database, path: Path, dry_run: bool, out: TextIO | None = None) -> int:
+async def cmd_import(
+    db: Database,
+    path: Path,
+    dry_run: bool,
+    out: TextIO | None = None,
+    *,
+    file_wins: bool = False,
+) -> int:
     """Import a roster file; 0 when it was valid (applied or dry run), 1 on errors."""
     out = out or sys.stdout
-    result = await import_roster(db, path, dry_run=dry_run)
+    result = await import_roster(db, path, dry_run=dry_run, file_wins=file_wins)
     for warning in result.warnings:
         print(f"注意 / note: {warning}", file=out)
     if result.errors:
