@@ -717,9 +717,12 @@ async def test_a_3000_row_file_imports_whole_and_reimports_as_no_change(
 # --- staff changes confirmed in chat ----------------------------------------------------------
 
 
-async def _confirm_staff_change(db: Database, enterprise_name: str, text: str, day: date) -> int:
-    """What /staff then /staff-confirm write: the change applied and recorded as confirmed."""
-    ent = await enterprise(db, enterprise_name)
+async def _demo_with_staff_change(db: Database, text: str) -> int:
+    """The demo county imported on D1, then a change of 赣西物流's staff confirmed in chat on D2
+    (what /staff and /staff-confirm write); returns the change's id."""
+    await import_roster(db, DEMO["yaml"], today=D1)
+    ent = await enterprise(db, "芦溪县赣西物流有限公司")
+    day = D2
     async with db.transaction() as s:
         items = await staff.declare(s, ent.id, text)
         await staff.apply(s, ent.id, items, day)
@@ -751,10 +754,7 @@ async def _open_roles(db: Database, name: str) -> set[str]:
 async def test_an_old_file_cannot_undo_a_staff_change_confirmed_in_chat(
     db: Database, tmp_path: Path
 ) -> None:
-    await import_roster(db, DEMO["yaml"], today=D1)
-    code = await _confirm_staff_change(
-        db, "芦溪县赣西物流有限公司", "离开 吴丽华；加入 企业网格员 钱进 @qianjin:localhost", D2
-    )
+    code = await _demo_with_staff_change(db, "离开 吴丽华；加入 企业网格员 钱进 @qianjin:localhost")
     before = await snapshot(db)
 
     # The office imports the file it had: refused, nothing written, the change stands.
@@ -784,10 +784,7 @@ async def test_an_old_file_cannot_undo_a_staff_change_confirmed_in_chat(
 async def test_a_file_that_has_the_staff_change_settles_it_and_rules_after(
     db: Database, tmp_path: Path
 ) -> None:
-    await import_roster(db, DEMO["yaml"], today=D1)
-    code = await _confirm_staff_change(
-        db, "芦溪县赣西物流有限公司", "加入 企业网格员 钱进 13900000123", D2
-    )
+    code = await _demo_with_staff_change(db, "加入 企业网格员 钱进 13900000123")
     rows = demo_rows()
     row = row_of(rows, "芦溪县赣西物流有限公司")
     row["ent_members"] = [*row["ent_members"], "钱进/13900000123"]
