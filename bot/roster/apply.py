@@ -23,6 +23,7 @@ from bot.roster.layout import (
     level2_grid_name,
 )
 from bot.roster.parse import PersonRef, RosterRow, RowError, read_roster
+from bot.staff import LEAVE
 from storage.db import Database
 from storage.models import (
     AdminUnit,
@@ -688,7 +689,7 @@ class _Importer:
         self, item: dict[str, Any], ent_id: int, wanted: dict[_Slot, list[int]]
     ) -> str | None:
         """What of one staff-change item the file would undo, in words; None if it agrees."""
-        if item.get("action") == "leave":
+        if item.get("action") == LEAVE:
             pid = item["person_id"]
             kinds = [k for k in item.get("kinds", []) if pid in wanted.get((k, None, ent_id), [])]
             if kinds:
