@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -183,6 +183,10 @@ async def report_hazard(
     assert "7/9" in await ask(client, room, bot, "设置警戒线，专人看守")
     assert "8/9" in await ask(client, room, bot, "清理通道内货物")
     assert "9/9" in await ask(client, room, bot, "刘强 13800000004")
+    # Yesterday's month-day is refused as past, not read as next year's.
+    yesterday = datetime.now(TZ).date() - timedelta(days=1)
+    past = await ask(client, room, bot, f"{yesterday.month}月{yesterday.day}日")
+    assert "整改期限不能早于今天" in past
     await send_text(client, room, "明天")
     return urls
 
