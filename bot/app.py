@@ -11,25 +11,25 @@ from types import ModuleType
 
 from nio import AsyncClient
 
-import handlers.accidents
-import handlers.acks
-import handlers.cancel
-import handlers.case_audit
-import handlers.case_jobs
-import handlers.case_replies
-import handlers.hazards
-import handlers.help
-import handlers.language
-import handlers.meetings
-import handlers.notice_jobs
-import handlers.notice_status
-import handlers.notices
-import handlers.obligations
-import handlers.requests
-import handlers.staff
-import handlers.visit_report
-import handlers.visits
-import handlers.whoami
+import handlers.basics.cancel
+import handlers.basics.help
+import handlers.basics.language
+import handlers.basics.whoami
+import handlers.cases.accidents
+import handlers.cases.hazards
+import handlers.cases.history
+import handlers.cases.jobs
+import handlers.cases.requests
+import handlers.cases.thread_replies
+import handlers.notices.acknowledge
+import handlers.notices.issue
+import handlers.notices.jobs
+import handlers.notices.status
+import handlers.staff.commands
+import handlers.visits.listing
+import handlers.visits.meetings
+import handlers.visits.reminders
+import handlers.visits.visit
 from bot.client import build_client, login, upload_filter
 from bot.commands import DIRECT, Router
 from bot.config import Config
@@ -40,7 +40,7 @@ from bot.provision.worker import ProvisionWorker
 from bot.scheduler import Scheduler
 from bot.sender import Sender
 from bot.syncer import SyncLoop
-from handlers.membership import InviteHandler
+from handlers.basics.invites import InviteHandler
 from messages import Messages
 from storage import sessions
 from storage.db import Database
@@ -51,25 +51,25 @@ log = logging.getLogger(__name__)
 # Each module declares its commands, conversations, scheduled jobs and planners; the app
 # collects them (no module-level registries).
 HANDLER_MODULES: tuple[ModuleType, ...] = (
-    handlers.help,
-    handlers.whoami,
-    handlers.language,
-    handlers.cancel,
-    handlers.visits,
-    handlers.visit_report,
-    handlers.meetings,
-    handlers.obligations,
-    handlers.hazards,
-    handlers.requests,
-    handlers.accidents,
-    handlers.case_audit,
-    handlers.case_jobs,
-    handlers.case_replies,
-    handlers.staff,
-    handlers.notices,
-    handlers.acks,
-    handlers.notice_status,
-    handlers.notice_jobs,
+    handlers.basics.help,
+    handlers.basics.whoami,
+    handlers.basics.language,
+    handlers.basics.cancel,
+    handlers.visits.visit,
+    handlers.visits.listing,
+    handlers.visits.meetings,
+    handlers.visits.reminders,
+    handlers.cases.hazards,
+    handlers.cases.requests,
+    handlers.cases.accidents,
+    handlers.cases.history,
+    handlers.cases.jobs,
+    handlers.cases.thread_replies,
+    handlers.staff.commands,
+    handlers.notices.issue,
+    handlers.notices.acknowledge,
+    handlers.notices.status,
+    handlers.notices.jobs,
 )
 
 

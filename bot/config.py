@@ -28,7 +28,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# Business domains a notice can be filtered by (handlers/notice_scope.py maps them to types).
+# Business domains a notice can be filtered by (handlers/notices/options.py maps them to types).
 NOTICE_DOMAINS = ("客运", "货运", "港口", "航运", "渡口", "工程")
 
 

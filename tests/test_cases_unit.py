@@ -14,16 +14,16 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-import handlers.accidents
-import handlers.cancel
-import handlers.case_audit
-import handlers.case_jobs
-import handlers.case_replies
-import handlers.hazards
-import handlers.requests
-from handlers.accident_input import parse_casualties, parse_when
-from handlers.answers import future_day
-from handlers.hazards import parse_action
+import handlers.basics.cancel
+import handlers.cases.accidents
+import handlers.cases.hazards
+import handlers.cases.history
+import handlers.cases.jobs
+import handlers.cases.requests
+import handlers.cases.thread_replies
+from bot.words import future_day
+from handlers.cases.accident_parsing import parse_casualties, parse_when
+from handlers.cases.hazards import parse_action
 from messages import Messages
 from storage import cases
 from storage.cases import AppendOnlyError, CaseEvent, CaseRequest
@@ -40,13 +40,13 @@ MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)  # a working day
 ENT_A, ENT_B, L2, L1 = "!ganxi:localhost", "!tongda:localhost", "!l2:localhost", "!l1:localhost"
 DM = "!dm:localhost"
 MODULES = [
-    handlers.cancel,
-    handlers.hazards,
-    handlers.requests,
-    handlers.accidents,
-    handlers.case_audit,
-    handlers.case_jobs,
-    handlers.case_replies,
+    handlers.basics.cancel,
+    handlers.cases.hazards,
+    handlers.cases.requests,
+    handlers.cases.accidents,
+    handlers.cases.history,
+    handlers.cases.jobs,
+    handlers.cases.thread_replies,
 ]
 _sent_ids = itertools.count(1)
 P = fake_mxids()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import time_machine
 
-import handlers.cancel
+import handlers.basics.cancel
 from bot import conversation, scheduler
 from bot.commands import command
 from bot.context import CommandContext
@@ -57,10 +57,10 @@ ALICE = "@alice:localhost"
 
 
 async def test_conversation_steps_persist_and_end(sqlite_db: Database) -> None:
-    h = DispatchHarness(sqlite_db, [demo, handlers.cancel])
+    h = DispatchHarness(sqlite_db, [demo, handlers.basics.cancel])
     assert await h.say(ALICE, "/demo") == ["当前没有进行中的对话。"]
     # A second harness on the same database is a restarted bot: the state survives.
-    h2 = DispatchHarness(sqlite_db, [demo, handlers.cancel])
+    h2 = DispatchHarness(sqlite_db, [demo, handlers.basics.cancel])
     await h2.new_messages()
     assert await h2.say(ALICE, "张三") == ["好的，今后用中文回复你。"]
     out = await h2.say(ALICE, "确认")
@@ -70,7 +70,7 @@ async def test_conversation_steps_persist_and_end(sqlite_db: Database) -> None:
 
 
 async def test_cancel_and_other_commands_during_a_conversation(sqlite_db: Database) -> None:
-    h = DispatchHarness(sqlite_db, [demo, handlers.cancel])
+    h = DispatchHarness(sqlite_db, [demo, handlers.basics.cancel])
     await h.say(ALICE, "/demo")
     # Another user in the same room is not inside Alice's conversation.
     assert await h.say("@bob:localhost", "李四") == []
@@ -80,7 +80,7 @@ async def test_cancel_and_other_commands_during_a_conversation(sqlite_db: Databa
 
 
 async def test_idle_conversation_times_out_with_a_message(sqlite_db: Database) -> None:
-    h = DispatchHarness(sqlite_db, [demo, handlers.cancel])
+    h = DispatchHarness(sqlite_db, [demo, handlers.basics.cancel])
     with time_machine.travel(datetime(2026, 11, 20, 9, 0, tzinfo=UTC), tick=False) as clock:
         await h.say(ALICE, "/demo")
         clock.shift(timedelta(minutes=31))

@@ -16,14 +16,14 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-import handlers.acks
-import handlers.cancel
-import handlers.hazards
-import handlers.notice_jobs
-import handlers.notice_status
-import handlers.notices
-from handlers import notice_scope as S
-from handlers.notice_jobs import calendar_key
+import handlers.basics.cancel
+import handlers.cases.hazards
+import handlers.notices.acknowledge
+import handlers.notices.issue
+import handlers.notices.jobs
+import handlers.notices.status
+from handlers.notices import options as S
+from handlers.notices.jobs import calendar_key
 from storage import inbox
 from storage import notices as N
 from storage.db import Database
@@ -36,11 +36,11 @@ from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid
 from tests.roster_seed import set_room
 
 MODULES = [
-    handlers.notices,
-    handlers.acks,
-    handlers.notice_status,
-    handlers.notice_jobs,
-    handlers.cancel,
+    handlers.notices.issue,
+    handlers.notices.acknowledge,
+    handlers.notices.status,
+    handlers.notices.jobs,
+    handlers.basics.cancel,
 ]
 U = {k: f"@{k.replace('_', '-')}:localhost" for k in PEOPLE}
 ADMIN = "@admin:localhost"
@@ -417,7 +417,7 @@ async def test_a_reply_to_a_notice_acknowledges_it_even_during_a_conversation(
 ) -> None:
     """B's chief is half-way through reporting a hazard when the notice arrives; her "收到" in
     reply to it acknowledges the notice, and the hazard report goes on where it was."""
-    h, grid = await setup(sqlite_db, extra=(handlers.hazards,))
+    h, grid = await setup(sqlite_db, extra=(handlers.cases.hazards,))
     asked = bodies(await h.text(U["chief_b"], ent_room("B"), "/隐患"))
     code = await broadcast(h)
     await deliver(sqlite_db)
@@ -691,7 +691,7 @@ async def test_status_table_and_lists_follow_scope(sqlite_db: Database, monkeypa
     body = bodies(await h.text(U["member_p"], dm("member_p"), f"/状态 {code}"))[0]
     assert body.startswith("找不到 N-2026-0001，或它不在你的职责范围内")
 
-    monkeypatch.setattr(handlers.notice_status, "PAGE_SIZE", 2)
+    monkeypatch.setattr(handlers.notices.status, "PAGE_SIZE", 2)
     body = bodies(await h.text(U["l1_chief"], dm("l1_chief"), f"/状态 {code} 2"))[0]
     assert "3. 赣西物流有限公司" in body and "第 2/2 页" in body and "1. " not in body
 

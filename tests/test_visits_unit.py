@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import time_machine
 from sqlalchemy import select
 
-import handlers.cancel
-import handlers.meetings
-import handlers.obligations
-import handlers.visit_report
-import handlers.visits
-from handlers.answers import choose, past_day, says_no_problem, split_names
+import handlers.basics.cancel
+import handlers.visits.listing
+import handlers.visits.meetings
+import handlers.visits.reminders
+import handlers.visits.visit
+from bot.words import choose, past_day, says_no_problem, split_names
 from storage.db import Database
 from storage.models import Assignment, Enterprise, OutboxMessage, Person, Role, ScheduledJob
 from storage.visit_reports import coverage, level2_grids, pairs_for_month
@@ -39,11 +39,11 @@ from tests.visits_seed import (
 
 TZ = ZoneInfo("Asia/Shanghai")
 MODULES = [
-    handlers.visits,
-    handlers.visit_report,
-    handlers.meetings,
-    handlers.obligations,
-    handlers.cancel,
+    handlers.visits.visit,
+    handlers.visits.listing,
+    handlers.visits.meetings,
+    handlers.visits.reminders,
+    handlers.basics.cancel,
 ]
 DM = "!room:localhost"
 MEMBER = "@member:localhost"

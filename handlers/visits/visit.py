@@ -19,7 +19,7 @@ from bot import conversation, dates
 from bot.commands import DIRECT, ENTERPRISE_ROOM, GRID_ROOMS, Arg, command
 from bot.context import CommandContext
 from bot.conversation import Incoming, Step
-from handlers.answers import DONE, NO, NONE, SKIP, YES, choose, is_in, past_day, says_no_problem
+from bot.words import DONE, NO, NONE, SKIP, YES, choose, is_in, past_day, says_no_problem
 from storage import rooms
 from storage.models import RoleKind
 from storage.visits import (

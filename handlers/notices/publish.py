@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import scheduler
 from bot.config import Config
 from bot.context import Services
-from handlers.notice_roster import Mention, enterprise_contacts, enterprise_rooms, l2_rooms
+from handlers.notices.recipients import Mention, enterprise_contacts, enterprise_rooms, l2_rooms
 from storage import notices as N
 from storage import outbox
 from storage.models import Enterprise, OutboxMessage
 
-# Job kinds (handled in handlers/notice_jobs.py).
+# Job kinds (handled in handlers/notices/jobs.py).
 JOB_REMIND = "notice-remind"
 JOB_SUMMARY = "notice-summary"
 JOB_ESCALATE_MEMBER = "notice-escalate-member"

@@ -1,4 +1,4 @@
-"""Deadlines of cases and the scheduled jobs that watch them (run by handlers/case_jobs.py).
+"""Deadlines of cases and the scheduled jobs that watch them (run by handlers/cases/jobs.py).
 
 Job keys carry the deadline they watch, so a moved deadline simply makes new jobs and the old
 ones find the case changed and do nothing.

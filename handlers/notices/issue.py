@@ -23,8 +23,7 @@ from bot.commands import (
 )
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step
-from handlers.notice_publish import Draft, default_within_hours, preview, publish
-from handlers.notice_scope import (
+from handlers.notices.options import (
     L1_ROLES,
     NOTICE_KIND_WORDS,
     REMIND_KIND_WORDS,
@@ -36,6 +35,7 @@ from handlers.notice_scope import (
     parse_options,
     resolve,
 )
+from handlers.notices.publish import Draft, default_within_hours, preview, publish
 from storage import notices as N
 from storage.directory import L1_STAFF, Identity
 from storage.models import RoleKind

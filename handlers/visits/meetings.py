@@ -2,7 +2,7 @@
 
 /meeting: a level-2 chief records the safety meeting (安全生产工作会议) of their grid: date,
 attendees, topics, decisions and, optionally, the minutes as a file. The meeting counts for the
-quarter of its date (see handlers/obligations.py for the quarterly reminders).
+quarter of its date (see handlers/visits/reminders.py for the quarterly reminders).
 
 /training: level-1 staff (chief, office) or an admin record a training: date, topic and who
 attended; names are matched to roster people of the recorder's county where that is unambiguous.
@@ -17,7 +17,7 @@ from bot import conversation, dates
 from bot.commands import DIRECT, GRID_ROOMS, command
 from bot.context import CommandContext
 from bot.conversation import Incoming, Step
-from handlers.answers import NO, SKIP, YES, choose, is_in, past_day, split_names
+from bot.words import NO, SKIP, YES, choose, is_in, past_day, split_names
 from storage.directory import ADMIN, L1_STAFF
 from storage.models import Grid, RoleKind
 from storage.visit_reports import level2_grids

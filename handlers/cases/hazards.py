@@ -9,9 +9,9 @@ from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step, text_step
-from handlers import case_audit, hazard_flow
-from handlers.answers import future_day
-from handlers.case_common import (
+from bot.words import future_day
+from handlers.cases import hazard_rules, history
+from handlers.cases.support import (
     DONE_WORDS,
     Poster,
     Refusal,
@@ -26,7 +26,7 @@ from handlers.case_common import (
     reportable_enterprises,
     standing,
 )
-from handlers.visit_followup import is_visit_code, problem_text, visit_to_follow
+from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
 from storage.cases import GENERAL, HAZARD, MAJOR, Hazard
 from storage.directory import ADMIN, ENTERPRISE_STAFF, L2_STAFF
@@ -128,7 +128,7 @@ async def hazard_command(ctx: CommandContext) -> None:
 
 async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = False) -> bool:
     """Run one step on a hazard for the sender; False if text names no step (replies only)."""
-    hazard = await hazard_flow.session_hazard(ctx.session, code)
+    hazard = await hazard_rules.session_hazard(ctx.session, code)
     if hazard is None:
         refuse(ctx.reply, "not_found", code, HAZARD)
         return True
@@ -142,7 +142,7 @@ async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = F
         refuse(ctx.reply, "out_of_scope", code, HAZARD)
         return True
     if not text:
-        await case_audit.show(ctx, code)
+        await history.show(ctx, code)
         return True
     if parsed is None:
         refuse(ctx.reply, "unknown_action", code, HAZARD, text=text)
@@ -153,18 +153,18 @@ async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = F
     config = ctx.services.config
     try:
         if action == "confirm":
-            await hazard_flow.confirm(poster, actor, st, config, hazard, rest)
+            await hazard_rules.confirm(poster, actor, st, config, hazard, rest)
         elif action == "submit":
             await start_submit(ctx, hazard, st.ent_staff, rest)
             return True
         elif action in ("verify_pass", "verify_fail"):
-            await hazard_flow.verify(
+            await hazard_rules.verify(
                 poster, actor, st, config, hazard, action == "verify_pass", rest
             )
         elif action == "close":
-            await hazard_flow.close(poster, actor, st, hazard, rest)
+            await hazard_rules.close(poster, actor, st, hazard, rest)
         else:
-            await hazard_flow.supervise(poster, actor, st, hazard, rest)
+            await hazard_rules.supervise(poster, actor, st, hazard, rest)
     except Refusal as refusal:
         refuse(ctx.reply, refusal.reason, code, HAZARD, **refusal.values)
         return True
@@ -299,7 +299,7 @@ async def ask_deadline(step: Step, msg: Incoming) -> None:
         refuse(step.reply, "no_enterprise", "", HAZARD)
         return
     actor = await actor_of(ctx)
-    hazard, missing = await hazard_flow.report(
+    hazard, missing = await hazard_rules.report(
         Poster.of(ctx),
         actor,
         ctx.services.config,
@@ -350,14 +350,14 @@ async def submit_photos(step: Step, msg: Incoming) -> None:
         step.reply("hazard_submit_ask", code=code, again=True)
         return
     step.end()
-    hazard = await hazard_flow.session_hazard(ctx.session, code)
+    hazard = await hazard_rules.session_hazard(ctx.session, code)
     assert hazard is not None
     ent = await ctx.session.get(Enterprise, hazard.enterprise_id)
     assert ent is not None
     st = await standing(ctx.session, ctx.identity, ent)
     actor = await actor_of(ctx, code)
     try:
-        await hazard_flow.submit(
+        await hazard_rules.submit(
             Poster.of(ctx), actor, st, hazard, step.data["photos"], step.data["note"]
         )
     except Refusal as refusal:

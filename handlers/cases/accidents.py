@@ -9,9 +9,9 @@ from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step, text_step
-from handlers import accident_flow, case_audit
-from handlers.accident_input import parse_casualties, parse_when
-from handlers.case_common import (
+from handlers.cases import accident_rules, history
+from handlers.cases.accident_parsing import parse_casualties, parse_when
+from handlers.cases.support import (
     DONE_WORDS,
     Poster,
     Refusal,
@@ -87,7 +87,7 @@ async def accident_command(ctx: CommandContext) -> None:
         return
     rest = rest.strip()
     if not rest:
-        await case_audit.show(ctx, code)
+        await history.show(ctx, code)
         return
     word, _, body = rest.partition(" ")
     if word.lower() not in UPDATE_WORDS:
@@ -103,7 +103,7 @@ async def update(ctx: CommandContext, code: str, text: str) -> None:
     acc, _, st = found
     actor = await actor_of(ctx, code)
     try:
-        await accident_flow.update(Poster.of(ctx), actor, st, acc, text)
+        await accident_rules.update(Poster.of(ctx), actor, st, acc, text)
     except Refusal as refusal:
         refuse(ctx.reply, refusal.reason, code, ACCIDENT, **refusal.values)
         return
@@ -220,7 +220,7 @@ async def ask_photos(step: Step, msg: Incoming) -> None:
         refuse(step.reply, "no_enterprise", "", ACCIDENT)
         return
     actor = await actor_of(ctx)
-    acc, missing = await accident_flow.report(
+    acc, missing = await accident_rules.report(
         Poster.of(ctx), actor, ctx.services.config, step.data["enterprise_id"], step.data
     )
     home = await home_room(ctx.session, acc.code)

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
-from handlers import case_schedule
-from handlers.answers import future_day
-from handlers.case_common import (
+from bot.words import future_day
+from handlers.cases import deadlines
+from handlers.cases.support import (
     Actor,
     Around,
     Poster,
@@ -60,7 +60,7 @@ async def show_photos(
     if await root_ready(poster.session, code, room_id):
         await poster.photos(code, room_id, photos, stage)
     else:
-        await case_schedule.photos_later(poster.session, code, room_id, photos, stage)
+        await deadlines.photos_later(poster.session, code, room_id, photos, stage)
 
 
 async def report(
@@ -83,7 +83,7 @@ async def report(
         plan=data.get("plan", ""),
         responsible=data.get("responsible", ""),
         deadline=deadline,
-        deadline_at=case_schedule.end_of_day(deadline, config),
+        deadline_at=deadlines.end_of_day(deadline, config),
         photos=list(data.get("photos") or []),
         fix_photos=[],
         fix_note="",
@@ -113,7 +113,7 @@ async def report(
     missing: list[str] = []
     if hazard.grade == MAJOR:
         missing = await major_alert(poster, hazard, ar, "report")
-    await case_schedule.watch_hazard(session, config, hazard)
+    await deadlines.watch_hazard(session, config, hazard)
     return hazard, missing
 
 
@@ -241,9 +241,9 @@ async def confirm(
     if grade and grade != h.grade:
         h.grade, changed = grade, True
     if day and day != h.deadline:
-        h.deadline, h.deadline_at = day, case_schedule.end_of_day(day, config)
+        h.deadline, h.deadline_at = day, deadlines.end_of_day(day, config)
         h.overdue_at, changed = None, True
-        await case_schedule.watch_hazard(poster.session, config, h)
+        await deadlines.watch_hazard(poster.session, config, h)
     h.status, h.confirmed_by = H_CONFIRMED, actor.name
     # The audit note says what was confirmed (Chinese, like the rest of the ledger).
     note = f"{GRADE_NAMES[h.grade]}，期限 {h.deadline.isoformat()}"
@@ -342,9 +342,9 @@ async def verify(
     h.status = H_RECTIFYING
     h.rework_count += 1
     if day is not None and day != h.deadline:
-        h.deadline, h.deadline_at, h.overdue_at = day, case_schedule.end_of_day(day, config), None
+        h.deadline, h.deadline_at, h.overdue_at = day, deadlines.end_of_day(day, config), None
     # A new round: watch the deadline again (reminding at once if it has passed).
-    await case_schedule.watch_hazard(poster.session, config, h)
+    await deadlines.watch_hazard(poster.session, config, h)
     _record(poster, actor, h, action, H_SUBMITTED, text)
     await _announce(poster, actor, h, ar, action, H_SUBMITTED, text, home_mentions=ar.staff)
 
@@ -418,7 +418,7 @@ async def remind_overdue(poster: Poster, config: Config, h: Hazard, n: int, late
             days=_days_over(h, now),
             mentions=ar.staff + ar.members,
         )
-    await case_schedule.next_hazard_reminder(poster.session, config, h, n + 1, now)
+    await deadlines.next_hazard_reminder(poster.session, config, h, n + 1, now)
 
 
 async def escalate_overdue(poster: Poster, h: Hazard, late: bool) -> None:

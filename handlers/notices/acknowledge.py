@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.commands import DIRECT, ENTERPRISE_ROOM, Arg, ArgError, command, strip_reply_fallback
 from bot.context import CommandContext
-from handlers.notice_roster import is_staff_of, staff_enterprise_ids
+from handlers.notices.recipients import is_staff_of, staff_enterprise_ids
 from storage import notices as N
 from storage import rooms
 from storage.directory import ENTERPRISE_STAFF

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from bot.commands import strip_reply_fallback
 from bot.context import CommandContext
-from handlers import accidents, hazards, requests
-from handlers.case_common import related_event_ids
+from handlers.cases import accidents, hazards, requests
+from handlers.cases.support import related_event_ids
 from storage import cases
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.config import Config
-from handlers import case_schedule
-from handlers.case_common import (
+from handlers.cases import deadlines
+from handlers.cases.support import (
     Actor,
     Around,
     Poster,
@@ -72,7 +72,7 @@ async def raise_request(
         text=text,
         status=R_OPEN,
         level=level,
-        deadline_at=case_schedule.request_deadline(config, level, now),
+        deadline_at=deadlines.request_deadline(config, level, now),
         raised_by=actor.user_id,
         raiser_name=actor.name,
         raised_at=now,
@@ -106,7 +106,7 @@ async def raise_request(
             note="",
             **values,
         )
-    await case_schedule.watch_request(session, req)
+    await deadlines.watch_request(session, req)
     return req
 
 
@@ -165,7 +165,7 @@ async def take(poster: Poster, actor: Actor, st: Standing, req: CaseRequest) -> 
     old = req.state
     req.status, req.taken_by, req.taken_at = R_TAKEN, actor.name, datetime.now(UTC)
     _record(poster, actor, req, "take", old, "")
-    await case_schedule.unwatch_request(poster.session, req)
+    await deadlines.unwatch_request(poster.session, req)
     ar = await around(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, "take", old, "")
 
@@ -180,7 +180,7 @@ async def resolve(poster: Poster, actor: Actor, st: Standing, req: CaseRequest, 
     req.status, req.resolved_by = R_RESOLVED, actor.name
     req.resolution, req.resolved_at = note, datetime.now(UTC)
     _record(poster, actor, req, "resolve", old, note)
-    await case_schedule.unwatch_request(poster.session, req)
+    await deadlines.unwatch_request(poster.session, req)
     ar = await around(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, "resolve", old, note)
     room = room_at(ar, req.level)
@@ -213,15 +213,15 @@ async def pass_up(
     if up is None:
         raise Refusal("top_level")
     old = req.state
-    await case_schedule.unwatch_request(poster.session, req)
+    await deadlines.unwatch_request(poster.session, req)
     now = datetime.now(UTC)
     req.level, req.status = up, R_OPEN
     req.taken_by = req.taken_at = None
-    req.deadline_at = case_schedule.request_deadline(config, up, now)
+    req.deadline_at = deadlines.request_deadline(config, up, now)
     req.escalations += 1
     action = "auto_escalate" if auto else "escalate"
     _record(poster, actor, req, action, old, note)
-    await case_schedule.watch_request(poster.session, req)
+    await deadlines.watch_request(poster.session, req)
     ar = await around(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, action, old, note)
     room = room_at(ar, up)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Config
-from handlers.case_common import Actor, Poster, Refusal, Standing, around, home_room, reply_target
-from handlers.hazard_flow import show_photos
+from handlers.cases.hazard_rules import show_photos
+from handlers.cases.support import Actor, Poster, Refusal, Standing, around, home_room, reply_target
 from storage import cases
 from storage.cases import A_REPORTED, ACCIDENT, Accident
 

@@ -10,10 +10,10 @@ from sqlalchemy import func, or_, select
 
 from bot.commands import KNOWN, Arg, ArgError, command
 from bot.context import CommandContext
-from handlers.acks import code_arg
-from handlers.notice_roster import staff_enterprise_ids
-from handlers.notice_scope import visible_enterprise_ids
-from handlers.notices import ISSUE_ROOMS
+from handlers.notices.acknowledge import code_arg
+from handlers.notices.issue import ISSUE_ROOMS
+from handlers.notices.options import visible_enterprise_ids
+from handlers.notices.recipients import staff_enterprise_ids
 from storage import notices as N
 from storage.directory import L1_STAFF, L2_STAFF
 

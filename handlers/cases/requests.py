@@ -6,8 +6,8 @@ from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step
-from handlers import request_flow
-from handlers.case_common import (
+from handlers.cases import request_rules
+from handlers.cases.support import (
     Poster,
     Refusal,
     actor_of,
@@ -16,7 +16,7 @@ from handlers.case_common import (
     refuse,
     visible_case,
 )
-from handlers.visit_followup import is_visit_code, problem_text, visit_to_follow
+from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
 from storage.cases import REQUEST, CaseRequest
 from storage.directory import ENTERPRISE_STAFF, L2_STAFF
@@ -144,11 +144,11 @@ async def act(ctx: CommandContext, code: str, action: str, note: str) -> None:
     poster = Poster.of(ctx)
     try:
         if action == "take":
-            await request_flow.take(poster, actor, st, req)
+            await request_rules.take(poster, actor, st, req)
         elif action == "resolve":
-            await request_flow.resolve(poster, actor, st, req, note)
+            await request_rules.resolve(poster, actor, st, req, note)
         else:
-            await request_flow.pass_up(poster, actor, st, ctx.services.config, req, note)
+            await request_rules.pass_up(poster, actor, st, ctx.services.config, req, note)
     except Refusal as refusal:
         refuse(ctx.reply, refusal.reason, code, REQUEST, **refusal.values)
         return
@@ -175,7 +175,7 @@ async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str] | None:
 async def _raise(ctx: CommandContext, target: tuple[Enterprise, str], text: str) -> None:
     ent, level = target
     actor = await actor_of(ctx)
-    req = await request_flow.raise_request(
+    req = await request_rules.raise_request(
         Poster.of(ctx), actor, ctx.services.config, ent.id, text, level
     )
     if await home_room(ctx.session, req.code) != ctx.room_id:

@@ -35,7 +35,7 @@ from bot import scheduler
 from bot.context import Services
 from bot.dates import month_bounds, quarter_of
 from bot.scheduler import JobContext
-from handlers.visit_report import table_values
+from handlers.visits.listing import table_values
 from storage.models import Grid, Person, RoleKind, ScheduledJob
 from storage.visit_reports import coverage, level2_grids, pairs_for_month
 from storage.visits import (

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.commands import KNOWN, Arg, command
 from bot.context import CommandContext
-from handlers.case_common import refuse, visible_case, visible_enterprises
+from handlers.cases.support import refuse, visible_case, visible_enterprises
 from storage import cases
 from storage.models import Enterprise, RoomInfo
 

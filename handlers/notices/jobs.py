@@ -1,6 +1,6 @@
 """A notice's scheduled work: delivery progress, reminders, the deadline summary, escalation.
 
-Each notice gets its job rows when it is published (handlers/notice_publish.py): reminders at
+Each notice gets its job rows when it is published (handlers/notices/publish.py): reminders at
 the configured fractions of its window, the issuer's summary at the deadline, then the
 responsible level-2 member(s) and later the level-2 chief are told which enterprises stay
 silent. A delivery check follows the fan-out, reports progress and unreachable rooms, and
@@ -23,7 +23,8 @@ from bot import scheduler
 from bot.config import CalendarReminder
 from bot.context import Services
 from bot.scheduler import JobContext, job, planner
-from handlers.notice_publish import (
+from handlers.notices.options import Filter, Scope, resolve
+from handlers.notices.publish import (
     DELIVERY_CHECK_SECONDS,
     JOB_CALENDAR,
     JOB_DELIVERY,
@@ -36,7 +37,7 @@ from handlers.notice_publish import (
     queue,
     schedule_check,
 )
-from handlers.notice_roster import (
+from handlers.notices.recipients import (
     Mention,
     admin_rooms,
     enterprise_contacts,
@@ -45,7 +46,6 @@ from handlers.notice_roster import (
     l2_rooms,
     serving_members,
 )
-from handlers.notice_scope import Filter, Scope, resolve
 from storage import notices as N
 from storage.models import RoomInfo, ScheduledJob
 
