@@ -47,7 +47,7 @@ from nio import (  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import PASSWORD, login  # noqa: E402
-from bot.homeserver import Synapse  # noqa: E402
+from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 TARGET_RATIO = 1.15
 SETUP_IN_FLIGHT = 8

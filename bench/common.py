@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 
 PASSWORD = "bench-password"
 

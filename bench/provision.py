@@ -52,7 +52,7 @@ from nio import (  # noqa: E402
 )
 
 from bench.common import PASSWORD, login  # noqa: E402
-from bot.homeserver import Synapse  # noqa: E402
+from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 if TYPE_CHECKING:
     from bot.provision.matrix import MatrixOps

@@ -38,7 +38,7 @@ from nio import (  # noqa: E402
 )
 
 from bench.common import PASSWORD, login  # noqa: E402
-from bot.homeserver import Synapse  # noqa: E402
+from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 TARGET_P50_RATIO = 1.2
 # Same filter for the measuring user whatever the bot, so its sync costs the same in both runs.

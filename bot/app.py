@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Iterable
 from types import ModuleType
+from typing import Any
 
 from nio import AsyncClient
 
@@ -45,6 +46,7 @@ from messages import Messages
 from storage import sessions
 from storage.db import Database
 from storage.models import InboxEvent
+from storage.outbox import QUEUED_ROOMS
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +131,14 @@ class GridBot:
                 self.db,
                 bot_user_id=self.config.user_id,
                 room_kind_hint=self._room_kind_hint,
-                on_queued=sender.wake,
             )
             self.dispatcher.hooks.extend(event_hooks())
-            scheduler = self.scheduler = Scheduler(self.db, self.services, sender.wake)
+            scheduler = self.scheduler = Scheduler(self.db, self.services)
             for module in HANDLER_MODULES:
                 scheduler.include(module)
-            self.dispatcher.on_job_scheduled = scheduler.wake_at
-            invites = InviteHandler(client, self.db, self.services, sender.wake)
+            # Whoever commits messages or jobs, the sender and the scheduler hear of it.
+            self.db.after_commit[:] = [self._wake_sender, scheduler.after_commit]
+            invites = InviteHandler(client, self.db, self.services)
             syncer = SyncLoop(
                 client,
                 self.db,
@@ -169,6 +171,11 @@ class GridBot:
             if self._own_db:
                 await self.db.close()
             log.info("GridBot stopped")
+
+    def _wake_sender(self, info: dict[str, Any]) -> None:
+        rooms = info.get(QUEUED_ROOMS)
+        if rooms and self.sender is not None:
+            self.sender.wake(rooms)
 
     async def _after_store(self, added: list[InboxEvent] | None) -> None:
         """Handle what a sync stored; ``None`` (at start) handles everything still pending."""

@@ -99,7 +99,7 @@ def cmd_roster_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from bot.sandbox import run_from_args
+    from bot.sandbox.demo import run_from_args
 
     return run_from_args(args)
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     prov.set_defaults(func=cmd_provision)
 
     sandbox = sub.add_parser("sandbox", help="local homeserver + demo county + bot")
-    from bot.sandbox import add_arguments
+    from bot.sandbox.demo import add_arguments
 
     add_arguments(sandbox)
     sandbox.set_defaults(func=cmd_sandbox)

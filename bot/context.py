@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import outgoing
+from bot.outgoing import Attachment, Outgoing, Ref
 from messages import Messages, Rendered
-from storage import outbox
 from storage.directory import Identity
 from storage.models import InboxEvent, OutboxMessage
 
@@ -54,33 +56,60 @@ class CommandContext:
     def render(self, template: str, /, **values: Any) -> Rendered:
         return self.services.messages.render(self.locale, template, **values)
 
+    def post(self, message: Outgoing) -> OutboxMessage:
+        """Queue any message (see bot.outgoing) in this transaction."""
+        msg = outgoing.queue(
+            self.session,
+            self.services.messages,
+            message,
+            locale=self.locale,
+            cause=self.event.event_id,
+        )
+        self.sent.append(msg)
+        return msg
+
     def reply(self, template: str, /, **values: Any) -> OutboxMessage:
         """Answer the triggering event with an m.notice reply, queued in this transaction."""
-        content = self.render(template, **values).content("m.notice")
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": self.event.event_id}}
-        content["m.mentions"] = {"user_ids": [self.sender]}
-        return self._queue(self.room_id, content)
+        return self.post(
+            Outgoing(
+                self.room_id,
+                template,
+                values,
+                mentions=[self.sender],
+                reply_to=self.event.event_id,
+            )
+        )
 
     def send(
         self,
         room_id: str,
-        template: str,
+        template: str | None,
         /,
         *,
-        mentions: list[str] | None = None,
+        mentions: Iterable[str] = (),
         locale: str | None = None,
+        rings: bool = False,
+        reply_to: Ref | None = None,
+        thread_root: Ref | None = None,
+        edit_of: Ref | None = None,
+        attachment: Attachment | None = None,
         **values: Any,
     ) -> OutboxMessage:
-        """Post a notice into any room, queued in this transaction.
+        """Post into any room, queued in this transaction.
 
         ``locale`` is for rooms read by others than the sender (default: the sender's).
         """
-        rendered = self.services.messages.render(locale or self.locale, template, **values)
-        content = rendered.content("m.notice")
-        content["m.mentions"] = {"user_ids": mentions or []}
-        return self._queue(room_id, content)
-
-    def _queue(self, room_id: str, content: dict[str, Any]) -> OutboxMessage:
-        msg = outbox.enqueue(self.session, room_id, content, cause=self.event.event_id)
-        self.sent.append(msg)
-        return msg
+        return self.post(
+            Outgoing(
+                room_id,
+                template,
+                values,
+                mentions=mentions,
+                locale=locale,
+                rings=rings,
+                reply_to=reply_to,
+                thread_root=thread_root,
+                edit_of=edit_of,
+                attachment=attachment,
+            )
+        )

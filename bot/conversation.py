@@ -1,17 +1,25 @@
 """Multi-step conversations (like python-telegram-bot's ConversationHandler), kept in the database.
 
-A :class:`Conversation` names its steps; a command handler starts one with :func:`start`, and
-every later message from the same sender in the same room goes to the current step until the
-step ends it, the sender sends ``/cancel`` (``/取消``), or it sits idle past the configured time.
-State and data live in ``conversations`` keyed by (room, sender), so a restart continues where
-it stopped, and they change in the same transaction as the replies of the step.
+A :class:`Conversation` declares its steps up front, in order, each with what it expects
+(``Ask("date", DATE)``); ``@conv.step("date")`` gives a step its function. A command handler
+starts one with :func:`start`, and every later message from the same sender in the same room
+goes to the current step until the step ends it, the sender sends ``/cancel`` (``/取消``), or
+it sits idle past the configured time. State and data live in ``conversations`` keyed by
+(room, sender), so a restart continues where it stopped, and they change in the same
+transaction as the replies of the step.
+
+Naming a step that is not declared (in ``@conv.step``, :meth:`Step.goto`, :func:`start`)
+raises ValueError at once, not at the user's next message. The "3/9" progress of a question
+comes from the declared order (:meth:`Conversation.progress`). Answers are read with
+bot.words, the same in every conversation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -19,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from bot.context import CommandContext
+from bot.outgoing import Outgoing, queue
 from messages import Messages
-from storage import outbox
 from storage.models import ConversationState
 
 # msgtypes that carry a file in a conversation (photos, minutes, scans).
@@ -44,28 +52,107 @@ class Incoming:
 StepFn = Callable[["Step", Incoming], Awaitable[None]]
 
 
-class Conversation:
-    """A named set of steps; a module-level definition, like a command spec (no state)."""
+class Expect(StrEnum):
+    """What a step expects. CHOICE, CONFIRM and the end of PHOTO are read with bot.words."""
 
-    def __init__(self, name: str) -> None:
+    CHOICE = "choice"  # a number from the listed options ("2", "２") or (part of) a name
+    TEXT = "text"  # free text, kept as typed
+    DATE = "date"  # a day: 今天, 11月20日, 2026-11-20
+    TIME = "time"  # a moment: 14:30, 昨天 23:10, 30分钟前
+    NUMBER = "number"  # counts, e.g. casualties "0 2 0"
+    PHOTO = "photo"  # images, any number, until a DONE or SKIP word
+    FILE = "file"  # one file, or a SKIP word
+    CONFIRM = "confirm"  # a CONFIRM or CANCEL word
+
+
+CHOICE, TEXT, DATE, TIME, NUMBER = (
+    Expect.CHOICE,
+    Expect.TEXT,
+    Expect.DATE,
+    Expect.TIME,
+    Expect.NUMBER,
+)
+PHOTO, FILE, CONFIRM = Expect.PHOTO, Expect.FILE, Expect.CONFIRM
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One declared step: its name (the stored state), what it expects, and whether it is
+    numbered in the "n/total" progress (not a pick that is often skipped, nor a summary)."""
+
+    name: str
+    expects: Expect
+    counted: bool = True
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a question stands among the counted steps, for templates: "{{ index }}/{{ total }}"."""
+
+    index: int
+    total: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.total}"
+
+
+class Conversation:
+    """A named, declared list of steps; a module-level definition, like a command spec."""
+
+    def __init__(self, name: str, *, steps: Sequence[Ask]) -> None:
+        names = [a.name for a in steps]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"conversation {name!r} needs distinct step names, got {names}")
         self.name = name
-        self.steps: dict[str, StepFn] = {}
+        self.steps: tuple[Ask, ...] = tuple(steps)
+        self._asks = {a.name: a for a in self.steps}
+        counted = [a.name for a in self.steps if a.counted]
+        self._progress = {n: Progress(i, len(counted)) for i, n in enumerate(counted, 1)}
+        self.handlers: dict[str, StepFn] = {}
+
+    def ask(self, state: str) -> Ask:
+        """The declared step ``state``; ValueError when there is none (a typo fails here)."""
+        try:
+            return self._asks[state]
+        except KeyError:
+            raise ValueError(
+                f"conversation {self.name!r} declares no step {state!r} "
+                f"(declared: {', '.join(self._asks)})"
+            ) from None
+
+    def progress(self, state: str) -> Progress | None:
+        """ "3/9" for the template of ``state``'s question; None for an uncounted step."""
+        self.ask(state)
+        return self._progress.get(state)
 
     def step(self, state: str) -> Callable[[StepFn], StepFn]:
+        """Decorator giving a declared step its function; raises at import for a typo."""
+        self.ask(state)
+        if state in self.handlers:
+            raise ValueError(f"conversation {self.name!r} step {state!r} has a function already")
+
         def register(fn: StepFn) -> StepFn:
-            self.steps[state] = fn
+            self.handlers[state] = fn
             return fn
 
         return register
 
+    def missing(self) -> list[str]:
+        """Declared steps without a function (a conversation would stall there)."""
+        return [a.name for a in self.steps if a.name not in self.handlers]
 
-Ask = Callable[..., None]
+
+# ``ask(step, name, again=…)``: send the question of step ``name`` and move there.
+Asker = Callable[..., None]
 
 
-def text_step(conversation: Conversation, state: str, *, key: str, then: str, ask: Ask) -> StepFn:
-    """Register the commonest step: store a non-empty text answer under ``key`` and ask the
-    ``then`` question; an empty answer (e.g. a photo) re-asks. ``ask(step, name, again=…)``
-    renders a question and moves the conversation to it."""
+def text_step(conversation: Conversation, state: str, *, key: str, then: str, ask: Asker) -> StepFn:
+    """Register the commonest step, a declared TEXT step: store a non-empty text answer under
+    ``key`` and ask the ``then`` question; an empty answer (e.g. a photo) re-asks. Both names
+    are checked against the declaration here, at import."""
+    if conversation.ask(state).expects is not TEXT:
+        raise ValueError(f"{conversation.name} step {state!r} is not declared as TEXT")
+    conversation.ask(then)
 
     async def store_text(step: Step, msg: Incoming) -> None:
         if not msg.text:
@@ -86,13 +173,24 @@ class Step:
     row: ConversationState
     data: dict[str, Any]
     state: str
+    conversation: Conversation
     ended: bool = False
 
     def goto(self, state: str) -> None:
+        self.conversation.ask(state)  # ValueError now, not a silent stall at the next message
         self.state = state
 
     def end(self) -> None:
         self.ended = True
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.conversation.progress(self.state)
+
+    def ask(self, state: str, template: str, /, **values: Any) -> None:
+        """Move to ``state`` and send its question; the template gets ``progress``."""
+        self.goto(state)
+        self.reply(template, progress=self.progress, **values)
 
     def reply(self, template: str, /, **values: Any) -> None:
         self.ctx.reply(template, **values)
@@ -110,8 +208,7 @@ async def start(
     ctx: CommandContext, conversation: Conversation, state: str, data: dict[str, Any] | None = None
 ) -> None:
     """Begin (or restart) ``conversation`` for the sender in this room at ``state``."""
-    if state not in conversation.steps:
-        raise ValueError(f"{conversation.name} has no step {state!r}")
+    conversation.ask(state)  # ValueError for an undeclared step
     now = datetime.now(UTC)
     row = await current(ctx.session, ctx.room_id, ctx.sender)
     if row is None:
@@ -157,6 +254,9 @@ class ConversationHook:
     """Dispatcher hook: route messages of a sender with an open conversation to its step."""
 
     def __init__(self, conversations: list[Conversation]) -> None:
+        for c in conversations:
+            if c.missing():
+                raise ValueError(f"conversation {c.name!r} has no function for {c.missing()}")
         self.by_name = {c.name: c for c in conversations}
 
     async def __call__(self, ctx: CommandContext) -> bool:
@@ -177,11 +277,17 @@ class ConversationHook:
         if not msg.is_media and ctx.services.router.parse(msg.text) is not None:
             return False  # a command: /cancel ends the conversation, others run beside it
         conversation = self.by_name.get(row.name)
-        step_fn = conversation.steps.get(row.state) if conversation else None
-        if step_fn is None:
+        step_fn = conversation.handlers.get(row.state) if conversation else None
+        if conversation is None or step_fn is None:
             await ctx.session.delete(row)  # its definition is gone (an upgrade): drop it
             return False
-        step = Step(ctx=ctx, row=row, data=dict(row.data or {}), state=row.state)
+        step = Step(
+            ctx=ctx,
+            row=row,
+            data=dict(row.data or {}),
+            state=row.state,
+            conversation=conversation,
+        )
         await step_fn(step, msg)
         if step.ended:
             await ctx.session.delete(row)
@@ -199,10 +305,16 @@ async def sweep_expired(session: AsyncSession, messages: Messages, now: datetime
         await session.scalars(select(ConversationState).where(ConversationState.expires_at <= now))
     )
     for row in rows:
-        rendered = messages.render(row.locale, "conversation_timeout", name=row.name)
-        content = rendered.content("m.notice")
-        content["m.mentions"] = {"user_ids": [row.sender]}
-        outbox.enqueue(session, row.room_id, content, cause=f"conversation-timeout:{row.sender}")
+        message = Outgoing(
+            row.room_id, "conversation_timeout", {"name": row.name}, mentions=[row.sender]
+        )
+        queue(
+            session,
+            messages,
+            message,
+            locale=row.locale,
+            cause=f"conversation-timeout:{row.sender}",
+        )
     if rows:
         await session.execute(delete(ConversationState).where(ConversationState.expires_at <= now))
     return len(rows)

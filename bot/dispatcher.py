@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from bot.commands import KNOWN, ArgError, Command, tr
 from bot.context import CommandContext, Services
-from bot.scheduler import earliest_scheduled
+from bot.errors import UserError
 from storage import inbox, rooms
 from storage.db import Database
 from storage.directory import Identity, identify
@@ -43,16 +42,12 @@ class Dispatcher:
         *,
         bot_user_id: str,
         room_kind_hint: RoomKindHint,
-        on_queued: Callable[[set[str]], None],
     ) -> None:
         self.services = services
         self.db = db
         self.bot_user_id = bot_user_id
         self.room_kind_hint = room_kind_hint
-        self.on_queued = on_queued
         self.hooks: list[EventHook] = []
-        # Told the earliest due time of jobs a handler scheduled (the scheduler's alarm).
-        self.on_job_scheduled: Callable[[datetime], None] | None = None
 
     async def drain(self) -> int:
         """Handle every pending inbox event, oldest first. Returns how many were handled."""
@@ -83,18 +78,15 @@ class Dispatcher:
                 # Claim the event last: if an earlier run handled it already, roll all back.
                 if not await inbox.mark_handled(session, event.event_id, outcome):
                     raise _AlreadyHandled
-                rooms_queued = {m.room_id for m in ctx.sent} if ctx else set()
-                job_due = earliest_scheduled(session)
+            # Committed: the database tells the sender and the scheduler what was queued.
         except _AlreadyHandled:
             return
+        except UserError as err:
+            # Everything the event did is rolled back; the refusal is its whole outcome.
+            await self._answer_alone(event, "refused", err.template, err.values, any_event=True)
         except Exception:
             log.exception("handling %s in %s failed", event.event_id, event.room_id)
-            await self._fail(event)
-            rooms_queued, job_due = {event.room_id}, None
-        if rooms_queued:
-            self.on_queued(rooms_queued)
-        if job_due is not None and self.on_job_scheduled is not None:
-            self.on_job_scheduled(job_due)
+            await self._answer_alone(event, "error", "internal_error", {}, any_event=False)
 
     async def _context(self, session: Any, event: InboxEvent) -> CommandContext | None:
         if event.sender == self.bot_user_id:
@@ -169,23 +161,27 @@ class Dispatcher:
         await cmd.handler(ctx)
         return "handled"
 
-    async def _fail(self, event: InboxEvent) -> None:
-        """Mark a failed event handled (so it cannot loop) and tell the sender."""
+    async def _answer_alone(
+        self,
+        event: InboxEvent,
+        outcome: str,
+        template: str,
+        values: dict[str, Any],
+        *,
+        any_event: bool,
+    ) -> None:
+        """Mark an event whose handling was rolled back as handled (so it cannot loop) and tell
+        the sender why, in a transaction of its own. An internal error is told only for text
+        messages (e.g. nobody waits for an answer to a reaction); a UserError always."""
         async with self.db.transaction() as session:
             current = await session.get(InboxEvent, event.event_id)
             if current is None or current.handled_at is not None:
                 return
-            await inbox.mark_handled(session, event.event_id, "error")
+            await inbox.mark_handled(session, event.event_id, outcome)
             content = current.source.get("content") or {}
-            if current.type != "m.room.message" or content.get("msgtype") != "m.text":
-                return  # e.g. a reaction: nobody is waiting for an answer
-            ident = await identify(session, event.sender, self.services.admins)
-            ctx = CommandContext(
-                services=self.services,
-                session=session,
-                event=current,
-                identity=ident,
-                room_kind="other",
-                locale=self._locale(ident),
-            )
-            ctx.reply("internal_error")
+            is_text = current.type == "m.room.message" and content.get("msgtype") == "m.text"
+            if not (any_event or is_text):
+                return
+            ctx = await self._context(session, current)
+            if ctx is not None:
+                ctx.reply(template, **values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -20,9 +20,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import outgoing
 from bot.context import Services
 from bot.conversation import sweep_expired
-from storage import outbox
+from bot.outgoing import Attachment, Outgoing, Ref
 from storage.db import Database
 from storage.models import OutboxMessage, ScheduledJob
 
@@ -48,28 +49,49 @@ class JobContext:
     def payload(self) -> dict[str, Any]:
         return self.job.payload or {}
 
+    def post(self, message: Outgoing) -> OutboxMessage:
+        """Queue any message (see bot.outgoing); templates also get ``late`` and ``due_at``."""
+        message.values.setdefault("late", self.late)
+        message.values.setdefault("due_at", self.job.due_at.astimezone(self.services.config.tz))
+        msg = outgoing.queue(
+            self.session,
+            self.services.messages,
+            message,
+            locale=self.services.config.language,
+            cause=f"job:{self.job.key}",
+        )
+        self.sent.append(msg)
+        return msg
+
     def send(
         self,
         room_id: str,
-        template: str,
+        template: str | None,
         /,
         *,
         locale: str | None = None,
-        mentions: list[str] | None = None,
+        mentions: Iterable[str] = (),
+        rings: bool = False,
+        reply_to: Ref | None = None,
+        thread_root: Ref | None = None,
+        edit_of: Ref | None = None,
+        attachment: Attachment | None = None,
         **values: Any,
     ) -> OutboxMessage:
-        rendered = self.services.messages.render(
-            locale or self.services.config.language,
-            template,
-            late=self.late,
-            due_at=self.job.due_at.astimezone(self.services.config.tz),
-            **values,
+        return self.post(
+            Outgoing(
+                room_id,
+                template,
+                values,
+                mentions=mentions,
+                locale=locale,
+                rings=rings,
+                reply_to=reply_to,
+                thread_root=thread_root,
+                edit_of=edit_of,
+                attachment=attachment,
+            )
         )
-        content = rendered.content("m.notice")
-        content["m.mentions"] = {"user_ids": mentions or []}
-        msg = outbox.enqueue(self.session, room_id, content, cause=f"job:{self.job.key}")
-        self.sent.append(msg)
-        return msg
 
 
 JobFn = Callable[[JobContext], Awaitable[None]]
@@ -137,10 +159,9 @@ async def cancel(session: AsyncSession, key: str) -> None:
 
 
 class Scheduler:
-    def __init__(self, db: Database, services: Services, on_queued: Callable[[], None]) -> None:
+    def __init__(self, db: Database, services: Services) -> None:
         self.db = db
         self.services = services
-        self.on_queued = on_queued
         self.handlers: dict[str, JobFn] = {}
         self.planners: list[Planner] = []
         self._aps: AsyncIOScheduler | None = None
@@ -198,9 +219,7 @@ class Scheduler:
         for job_id in due:
             ran += await self._run(job_id, now)
         async with self.db.transaction() as session:
-            swept = await sweep_expired(session, self.services.messages, now)
-        if ran or swept:
-            self.on_queued()
+            await sweep_expired(session, self.services.messages, now)
         await self._arm()
         return ran
 
@@ -242,6 +261,12 @@ class Scheduler:
                     if job.attempts >= MAX_ATTEMPTS:
                         job.outcome, job.done_at = "error", now
             return 0
+
+    def after_commit(self, info: dict[str, Any]) -> None:
+        """A committed transaction scheduled jobs: tick by the earliest of them."""
+        due = info.get(_EARLIEST)
+        if due is not None:
+            self.wake_at(due)
 
     def wake_at(self, due: datetime) -> None:
         """Make sure the scheduler ticks by ``due`` (a handler just scheduled a job)."""

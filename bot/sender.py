@@ -8,11 +8,12 @@ the message twice.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Callable, Iterable
 
 import aiohttp
-from nio import AsyncClient, RoomSendError, RoomSendResponse
+from nio import AsyncClient, RoomSendError, RoomSendResponse, UploadResponse
 
 from storage import outbox
 from storage.db import Database
@@ -55,6 +56,12 @@ class Sender:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._stopping = False
         self.on_failed = on_failed
+        self._uploads: dict[str, asyncio.Lock] = {}
+
+    @property
+    def busy_rooms(self) -> int:
+        """How many rooms have a worker sending right now (0 when the sender is idle)."""
+        return len(self._workers)
 
     def wake(self, room_ids: Iterable[str] | None = None) -> None:
         """New messages are queued: in ``room_ids`` when given (no outbox scan needed)."""
@@ -107,21 +114,33 @@ class Sender:
             async with self._slots:
                 async with self.db.transaction() as session:
                     msg = await outbox.next_for_room(session, room_id)
-                if msg is None:
+                    prepared = await outbox.prepare(session, msg) if msg is not None else None
+                if msg is None or prepared is None:
                     # No await between the empty check and leaving the table: a message queued
                     # from now on wakes the run loop, which then sees no worker and starts one.
                     self._workers.pop(room_id, None)
                     return
-                try:
-                    resp = await self.client.room_send(
-                        room_id,
-                        msg.event_type,
-                        msg.content,
-                        tx_id=msg.txn_id,
-                        ignore_unverified_devices=True,
-                    )
-                except _NETWORK_ERRORS as exc:
-                    resp = exc
+                if prepared.upload is not None:
+                    resp = await self._upload(prepared.upload)
+                    if resp is None:
+                        backoff.reset()
+                        continue  # uploaded: prepare again, now with the mxc URI
+                elif prepared.content is None:
+                    resp = None  # a parent of this message is still being sent
+                else:
+                    try:
+                        resp = await self.client.room_send(
+                            room_id,
+                            msg.event_type,
+                            prepared.content,
+                            tx_id=msg.txn_id,
+                            ignore_unverified_devices=True,
+                        )
+                    except _NETWORK_ERRORS as exc:
+                        resp = exc
+            if resp is None:
+                await asyncio.sleep(0.2)
+                continue
             if isinstance(resp, _NETWORK_ERRORS):
                 delay = backoff.next_delay()
                 log.warning("send to %s failed (%r); retry in %.1fs", room_id, resp, delay)
@@ -134,6 +153,29 @@ class Sender:
                     await outbox.mark_sent(session, msg.id, resp.event_id)
                 continue
             await self._handle_error(room_id, msg.id, resp, backoff)
+
+    async def _upload(self, upload: outbox.Upload) -> object | None:
+        """Upload a file once for all the rooms it goes to; None when its mxc URI is stored,
+        else the error (handled like a send error of the message that carries it)."""
+        lock = self._uploads.setdefault(upload.sha256, asyncio.Lock())
+        async with lock:
+            async with self.db.transaction() as session:
+                if await outbox.uploaded_url(session, upload.sha256, upload.file_id):
+                    return None  # another room's worker uploaded the same bytes meanwhile
+            try:
+                resp, _keys = await self.client.upload(
+                    lambda *_: io.BytesIO(upload.data),
+                    content_type=upload.mimetype,
+                    filename=upload.name,
+                    filesize=len(upload.data),
+                )
+            except _NETWORK_ERRORS as exc:
+                return exc
+            if not isinstance(resp, UploadResponse):
+                return resp
+            async with self.db.transaction() as session:
+                await outbox.set_file_url(session, upload.file_id, resp.content_uri)
+            return None
 
     async def _handle_error(
         self, room_id: str, msg_id: int, resp: object, backoff: Backoff

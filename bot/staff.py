@@ -23,6 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import MXID_RE
+from bot.words import clean, looks_like_phone, normalize, phone_digits, phone_number
+from storage.directory import Action, Contact, people_who_may, place_of
 from storage.models import Assignment, Enterprise, Person, Role, RoleKind
 
 LEAVE = "leave"
@@ -40,7 +42,6 @@ _ROLES = {
     ),
 }
 ENT_KINDS = (RoleKind.ENT_CHIEF, RoleKind.ENT_MEMBER)
-_PHONE = re.compile(r"^\+?\d[\d-]{5,19}$")
 _SEPARATORS = re.compile(r"[\n；;]+")
 
 
@@ -86,7 +87,7 @@ async def declare(session: AsyncSession, enterprise_id: int, text: str) -> list[
     staff = await enterprise_staff(session, enterprise_id)
     items: list[dict[str, Any]] = []
     for tokens in split_items(text):
-        verb = _VERBS.get(tokens[0].lower())
+        verb = _VERBS.get(normalize(tokens[0]))
         if verb == LEAVE:
             items.append(_leave(tokens[1:], staff))
         elif verb == JOIN:
@@ -103,7 +104,7 @@ def _leave(args: list[str], staff: list[Staffer]) -> dict[str, Any]:
     if not args:
         raise StaffError("leave_who")
     who = " ".join(args)
-    found = [s for s in staff if who in (s.matrix_id, s.phone, s.name)]
+    found = [s for s in staff if _is(who, s)]
     people = {s.person_id for s in found}
     if not people:
         raise StaffError("not_found", who=who)
@@ -118,20 +119,31 @@ def _leave(args: list[str], staff: list[Staffer]) -> dict[str, Any]:
     }
 
 
+def _is(who: str, s: Staffer) -> bool:
+    """Whether "who" (a name, Matrix id or phone as typed: 138-0000-0004) names this staffer."""
+    if who in (s.matrix_id, s.name, s.phone):
+        return True
+    phone = phone_number(who)
+    return phone is not None and s.phone is not None and phone == phone_digits(s.phone)
+
+
 def _join(args: list[str], line: str) -> dict[str, Any]:
     if len(args) < 2:
         raise StaffError("join_usage", line=line)
-    kind = _ROLES.get(args[0].lower())
+    kind = _ROLES.get(normalize(args[0]))
     if kind is None:
         raise StaffError("unknown_role", role=args[0])
     name, phone, matrix_id = args[1], None, None
     for token in args[2:]:
-        if token.startswith("@"):
-            if not MXID_RE.match(token):
+        if clean(token).startswith("@"):
+            if not MXID_RE.match(clean(token)):
                 raise StaffError("bad_matrix_id", value=token)
-            matrix_id = token
-        elif _PHONE.match(token):
-            phone = token
+            matrix_id = clean(token)
+        elif looks_like_phone(token):
+            # The roster's rule, so that imports and staff changes store the same digits.
+            phone = phone_number(token)
+            if phone is None:
+                raise StaffError("bad_phone", value=token)
         else:
             raise StaffError("bad_token", value=token)
     if not phone and not matrix_id:
@@ -246,38 +258,10 @@ async def _deactivate_if_idle(session: AsyncSession, person_id: int, today: date
             person.active, person.deactivated_on = False, today
 
 
-@dataclass(frozen=True)
-class Decider:
-    name: str
-    user_id: str | None
-
-
-async def deciders(session: AsyncSession, enterprise: Enterprise) -> list[Decider]:
-    """Who may confirm: the level-2 member(s) serving the enterprise and its level-2 chief."""
-    served = await session.scalars(
-        select(Person)
-        .join(Assignment, Assignment.person_id == Person.id)
-        .where(
-            Assignment.enterprise_id == enterprise.id,
-            Assignment.until.is_(None),
-            Person.active.is_(True),
-        )
-        .order_by(Person.name)
-    )
-    chiefs = await session.scalars(
-        select(Person)
-        .join(Role, Role.person_id == Person.id)
-        .where(
-            Role.grid_id == enterprise.grid_id,
-            Role.kind == RoleKind.L2_CHIEF,
-            Role.until.is_(None),
-            Person.active.is_(True),
-        )
-    )
-    out: dict[int, Decider] = {}
-    for p in [*served, *chiefs]:
-        out.setdefault(p.id, Decider(p.name, p.matrix_id))
-    return list(out.values())
+async def deciders(session: AsyncSession, enterprise: Enterprise) -> list[Contact]:
+    """Who may confirm: the level-2 member(s) serving the enterprise and its level-2 chief
+    (the directory's RULES[DECIDE_STAFF], read as people)."""
+    return await people_who_may(session, Action.DECIDE_STAFF, await place_of(session, enterprise))
 
 
 _CODE = re.compile(r"^S-?(\d{1,9})$", re.IGNORECASE)

@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from storage.directory import role_label
+
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 _ROOT = Path(__file__).parent
@@ -57,7 +59,15 @@ class Messages:
         }
         self._plain = Environment(autoescape=False, **common)
         self._html = Environment(autoescape=True, **common)
+        for env in (self._plain, self._html):
+            # Role names come from the directory's one mapping (``_labels.j2`` role()).
+            env.globals["role_label"] = role_label
         self._root = root
+
+    def label(self, locale: str, macro: str, value: str) -> str:
+        """One label from ``<locale>/_labels.j2`` (``role``, ``room``, ``conversation``)."""
+        module = self._plain.get_template(f"{locale}/_labels.j2").module
+        return str(getattr(module, macro)(value)).strip()
 
     def has(self, locale: str, name: str) -> bool:
         return (self._root / locale / f"{name}.j2").is_file()

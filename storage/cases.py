@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import codes
-from storage.models import Base, Enterprise, Grid, OutboxMessage, UTCDateTime
+from storage.models import Base, OutboxMessage, UTCDateTime
 
 HAZARD, REQUEST, ACCIDENT = "hazard", "request", "accident"
 PREFIX = {HAZARD: "H", REQUEST: "E", ACCIDENT: "A"}
@@ -192,17 +192,13 @@ class CasePost(Base):
     """A message the bot posted about a case; the first in each room is that room's thread root."""
 
     __tablename__ = "case_posts"
-    __table_args__ = (
-        Index("ix_case_posts_code_room", "code", "room_id"),
-        Index("ix_case_posts_event", "event_id"),
-    )
+    __table_args__ = (Index("ix_case_posts_code_room", "code", "room_id"),)
 
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), primary_key=True)
     code: Mapped[str] = mapped_column(String(20))
     room_id: Mapped[str] = mapped_column(String(255))
     is_root: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Copied from the outbox once the message is sent (filled lazily).
-    event_id: Mapped[str | None] = mapped_column(String(255))
+    # Its Matrix event id is the outbox row's (OutboxMessage.event_id), once sent.
 
 
 # --- codes -------------------------------------------------------------------------------------
@@ -267,27 +263,6 @@ async def get_case(session: AsyncSession, code: str) -> CaseRow | None:
     return await session.scalar(select(model).where(model.code == code))
 
 
-async def visible_enterprise_ids(
-    session: AsyncSession,
-    *,
-    own: set[int],
-    l2_grids: set[int],
-    l1_grids: set[int],
-) -> set[int]:
-    """Enterprises someone sees: their own/served ones, those of their level-2 grids, and those
-    of the level-2 grids under their level-1 grids."""
-    ids = set(own)
-    if l1_grids:
-        l2_grids = l2_grids | set(
-            await session.scalars(select(Grid.id).where(Grid.parent_id.in_(l1_grids)))
-        )
-    if l2_grids:
-        ids |= set(
-            await session.scalars(select(Enterprise.id).where(Enterprise.grid_id.in_(l2_grids)))
-        )
-    return ids
-
-
 async def overdue_hazards(
     session: AsyncSession, now: datetime, enterprise_ids: set[int] | None
 ) -> list[Hazard]:
@@ -323,13 +298,13 @@ async def root_post(session: AsyncSession, code: str, room_id: str) -> CasePost 
     )
 
 
-async def post_event_id(session: AsyncSession, post: CasePost) -> str | None:
-    """The Matrix event id of a post, once the sender has sent it (None before)."""
-    if post.event_id is None:
-        post.event_id = await session.scalar(
-            select(OutboxMessage.event_id).where(OutboxMessage.id == post.outbox_id)
-        )
-    return post.event_id
+async def root_message(session: AsyncSession, code: str, room_id: str) -> OutboxMessage | None:
+    """The queued message that is (or will be once sent) the case's thread root in a room."""
+    return await session.scalar(
+        select(OutboxMessage)
+        .join(CasePost, CasePost.outbox_id == OutboxMessage.id)
+        .where(CasePost.code == code, CasePost.room_id == room_id, CasePost.is_root.is_(True))
+    )
 
 
 async def code_for_event(session: AsyncSession, event_ids: list[str]) -> str | None:
@@ -337,17 +312,9 @@ async def code_for_event(session: AsyncSession, event_ids: list[str]) -> str | N
     ids = [e for e in event_ids if e]
     if not ids:
         return None
-    found = await session.scalar(select(CasePost.code).where(CasePost.event_id.in_(ids)).limit(1))
-    if found:
-        return found
-    # Not cached yet: look through the posts whose event ids were never copied from the outbox.
-    rows = (
-        await session.execute(
-            select(CasePost, OutboxMessage.event_id)
-            .join(OutboxMessage, OutboxMessage.id == CasePost.outbox_id)
-            .where(CasePost.event_id.is_(None), OutboxMessage.event_id.is_not(None))
-        )
-    ).all()
-    for post, event_id in rows:
-        post.event_id = event_id
-    return next((post.code for post, event_id in rows if event_id in ids), None)
+    return await session.scalar(
+        select(CasePost.code)
+        .join(OutboxMessage, OutboxMessage.id == CasePost.outbox_id)
+        .where(OutboxMessage.event_id.in_(ids))
+        .limit(1)
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,6 +38,10 @@ async def upsert_insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+# Called with a committed session's ``info`` (e.g. the rooms it queued messages for).
+CommitListener = Callable[[dict[str, Any]], None]
+
+
 class Database:
     """Owns the engine; hands out sessions and transactions."""
 
@@ -45,6 +49,9 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Told after every commit, whoever opened the transaction: the sender learns of every
+        # queued room and the scheduler of every new job, with no caller passing them on.
+        self.after_commit: list[CommitListener] = []
 
     @property
     def dialect(self) -> str:
@@ -53,8 +60,13 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            info = dict(session.info)
+        if info:
+            for listener in self.after_commit:
+                listener(info)
 
     async def upgrade(self) -> None:
         from storage.migrate import upgrade

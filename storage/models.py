@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -268,6 +269,8 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_pending", "sent_at", "id"),
         Index("ix_outbox_status_room", "status", "room_id"),
+        # Replies and reactions name the bot's event: find what it carried (notice, case).
+        Index("ix_outbox_event_id", "event_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -284,6 +287,36 @@ class OutboxMessage(Base):
     event_id: Mapped[str | None] = mapped_column(String(255))
     # pending | sent | failed (gave up: e.g. the bot is not in the room)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Relations, resolved by the sender when it sends this message: each is either a Matrix
+    # event id known when queuing, or the txn id of an earlier queued message of the same room
+    # (whose event id exists only once it is sent). Replies, threads and edits are all so.
+    # (Txn ids, not row ids: a foreign key to the same table would let the ORM reorder the
+    # inserts of one transaction, and a room's messages are sent in id order.)
+    reply_to_event: Mapped[str | None] = mapped_column(String(255))
+    reply_to_txn: Mapped[str | None] = mapped_column(String(64))
+    thread_root_event: Mapped[str | None] = mapped_column(String(255))
+    thread_root_txn: Mapped[str | None] = mapped_column(String(64))
+    edit_of_event: Mapped[str | None] = mapped_column(String(255))
+    edit_of_txn: Mapped[str | None] = mapped_column(String(64))
+    # A file the sender uploads (once per content hash) and puts in ``content["url"]``.
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_files.id"))
+    file: Mapped[OutboxFile | None] = relationship(lazy="raise")
+
+
+class OutboxFile(Base):
+    """Bytes the bot sends as a file (a report, an export). Uploaded once per content hash:
+    the mxc URI is kept here and reused by every message that carries the same bytes."""
+
+    __tablename__ = "outbox_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    mimetype: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    url: Mapped[str | None] = mapped_column(String(255))
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ConversationState(Base):

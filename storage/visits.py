@@ -173,22 +173,6 @@ async def current_since(session: AsyncSession, person_id: int, enterprise_id: in
     )
 
 
-async def room_of(
-    session: AsyncSession,
-    kind: str,
-    *,
-    grid_id: int | None = None,
-    enterprise_id: int | None = None,
-) -> str | None:
-    """The room of ``kind`` for a grid or an enterprise that the bot is still in."""
-    q = select(RoomInfo.room_id).where(RoomInfo.kind == kind, RoomInfo.left.is_(False))
-    if grid_id is not None:
-        q = q.where(RoomInfo.grid_id == grid_id)
-    if enterprise_id is not None:
-        q = q.where(RoomInfo.enterprise_id == enterprise_id)
-    return await session.scalar(q.order_by(RoomInfo.room_id).limit(1))
-
-
 async def direct_room_with(session: AsyncSession, user_id: str) -> str | None:
     """A direct chat (RoomInfo kind "direct") in which ``user_id`` has spoken to the bot.
 
@@ -211,23 +195,6 @@ async def direct_room_with(session: AsyncSession, user_id: str) -> str | None:
 async def language_of(session: AsyncSession, user_id: str) -> str | None:
     pref = await session.get(UserPreference, user_id)
     return pref.language if pref else None
-
-
-async def people_with_role(session: AsyncSession, grid_id: int, kinds: set[str]) -> list[Person]:
-    """Active people holding one of ``kinds`` in ``grid_id`` now."""
-    rows = await session.scalars(
-        select(Person)
-        .join(Role, Role.person_id == Person.id)
-        .where(
-            Role.grid_id == grid_id,
-            Role.kind.in_(kinds),
-            Role.until.is_(None),
-            Person.active.is_(True),
-        )
-        .order_by(Person.name, Person.id)
-        .distinct()
-    )
-    return list(rows)
 
 
 # --- records ---------------------------------------------------------------------------------

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import AsyncClient
+from sqlalchemy import func, select
 
 from bot.app import GridBot
 from bot.config import Config, parse_config
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 from storage.db import Database
+from storage.models import InboxEvent, OutboxMessage, ScheduledJob
+from tests.matrix_helpers import Message, read_messages
 
 
 @dataclass
@@ -60,6 +66,79 @@ class BotUnderTest:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
         self.bot = self.task = None
+
+    async def wait_idle(
+        self,
+        *,
+        events: Iterable[str] = (),
+        timeout: float = 30,  # noqa: ASYNC109 - a deadline across many polls
+    ) -> None:
+        """Wait until the bot has nothing left to do: every one of ``events`` (ids of messages
+        the test sent) is in its inbox and handled, no inbox event is unhandled, no outbox
+        message is pending, no job is due (time-machine's clock counts) and no send is running.
+
+        Then "exactly once" and "nothing else" can be counted at once, instead of collecting
+        for a guessed number of seconds. Pass the events a test waits on: the bot may not have
+        synced them yet, and until then it looks idle."""
+        wanted = set(events)
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = await self._busy(wanted)
+            if not busy:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the bot was not idle within {timeout} s: {'; '.join(busy)}")
+            await asyncio.sleep(0.05)
+
+    async def _busy(self, events: set[str]) -> list[str]:
+        """What the bot still has to do, one phrase each; empty when it is idle."""
+        now = datetime.now(UTC)
+        count = select(func.count())
+        async with self.db.transaction() as s:
+            handled: set[str] = set()
+            if events:
+                handled = set(
+                    await s.scalars(
+                        select(InboxEvent.event_id).where(
+                            InboxEvent.event_id.in_(events), InboxEvent.handled_at.is_not(None)
+                        )
+                    )
+                )
+            inbox = await s.scalar(
+                count.select_from(InboxEvent).where(InboxEvent.handled_at.is_(None))
+            )
+            outbox = await s.scalar(
+                count.select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+            )
+            jobs = await s.scalar(
+                count.select_from(ScheduledJob).where(
+                    ScheduledJob.done_at.is_(None), ScheduledJob.due_at <= now
+                )
+            )
+        # A live room worker may still be sending what it took from the outbox.
+        sender = self.bot.sender if self.bot else None
+        workers = sender.busy_rooms if sender is not None else 0
+        left = {
+            "of the test's events not handled yet": len(events - handled),
+            "inbox events unhandled": inbox or 0,
+            "outbox messages pending": outbox or 0,
+            "jobs due": jobs or 0,
+            "send workers running": workers,
+        }
+        return [f"{n} {what}" for what, n in left.items() if n]
+
+    async def messages_when_idle(
+        self,
+        client: AsyncClient,
+        room_id: str,
+        *,
+        events: Iterable[str] = (),
+        timeout: float = 30,  # noqa: ASYNC109 - passed on to wait_idle
+    ) -> list[Message]:
+        """The bot's messages in room_id that client has not read yet, once the bot is idle
+        (see ``wait_idle``): everything it will say about ``events`` and nothing more."""
+        await self.wait_idle(events=events, timeout=timeout)
+        return await read_messages(client, room_id, self.user_id)
 
 
 BotFactory = Callable[..., Awaitable[BotUnderTest]]

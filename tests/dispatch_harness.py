@@ -7,6 +7,7 @@ test on the real Synapse.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -19,13 +20,38 @@ from bot.context import Services
 from bot.dispatcher import Dispatcher
 from bot.scheduler import Scheduler
 from messages import Messages
-from storage import inbox
+from storage import inbox, outbox
 from storage.db import Database
 from storage.inbox import IncomingEvent
 from storage.models import BotSession, OutboxMessage
 
 BOT = "@gridbot:localhost"
 _ids = itertools.count(1)
+
+
+async def deliver_pending(db: Database, *, fail: frozenset[str] = frozenset()) -> None:
+    """What the sender does, without a homeserver: each pending message, oldest first, gets
+    its relations resolved (its stored content becomes what would be sent) and an event id;
+    messages to the ``fail`` rooms fail as if the bot had been removed from them."""
+    async with db.transaction() as s:
+        rows = await s.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == outbox.PENDING)
+            .order_by(OutboxMessage.id)
+        )
+        for row in list(rows):
+            if row.room_id in fail:
+                row.status, row.last_error = outbox.FAILED, "M_FORBIDDEN: not in room"
+                continue
+            prepared = await outbox.prepare(s, row)
+            if prepared.upload is not None:
+                await outbox.set_file_url(s, prepared.upload.file_id, f"mxc://test/{row.id}")
+                prepared = await outbox.prepare(s, row)
+            assert prepared.content is not None, f"message {row.id} waits for {prepared}"
+            row.content = prepared.content
+            row.status, row.event_id = outbox.SENT, f"$out{row.id}"
+            row.sent_at = datetime.now(UTC)
+            await s.flush()
 
 
 def test_config(**overrides: Any) -> Config:
@@ -46,10 +72,9 @@ class DispatchHarness:
             db,
             bot_user_id=BOT,
             room_kind_hint=lambda _r: None,
-            on_queued=lambda _rooms: None,
         )
         self.dispatcher.hooks.extend(event_hooks(modules))  # as the app orders them
-        self.scheduler = Scheduler(db, self.services, lambda: None)
+        self.scheduler = Scheduler(db, self.services)
         for m in modules:
             self.scheduler.include(m)
         self._seen = 0

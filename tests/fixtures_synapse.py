@@ -1,6 +1,6 @@
 """Synapse fixtures: one homeserver for the whole test session, users made on demand.
 
-``synapse``        a started :class:`bot.homeserver.Synapse` (relaxed rate limits)
+``synapse``        a started :class:`bot.sandbox.homeserver.Synapse` (relaxed rate limits)
 ``synapse_admin``  (user_id, access_token) of an admin user on it
 ``make_user``      ``await make_user("alice")`` → (user_id, password) of a fresh, unique user
 ``nio_client``     ``await nio_client(user_id, password)`` → a logged-in nio ``AsyncClient``,
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 
 MakeUser = Callable[[str], Awaitable[tuple[str, str]]]
 NioClientFactory = Callable[..., Awaitable[AsyncClient]]

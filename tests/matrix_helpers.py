@@ -44,7 +44,7 @@ def _backlog(client: AsyncClient, room_id: str) -> list[Message]:
     return _backlogs.setdefault(client, {}).setdefault(room_id, [])
 
 
-async def sync_once(client: AsyncClient, timeout_ms: int = 0) -> None:
+async def sync_once(client: AsyncClient, timeout_ms: int = 0) -> SyncResponse:
     """One sync; new messages go to the client's backlogs, new invites to its invite list."""
     resp = await client.sync(timeout=timeout_ms, sync_filter=SYNC_FILTER)
     if not isinstance(resp, SyncResponse):
@@ -54,6 +54,7 @@ async def sync_once(client: AsyncClient, timeout_ms: int = 0) -> None:
         backlog.extend(e for e in info.timeline.events if isinstance(e, Message))
     invites = _pending_invites.setdefault(client, [])
     invites.extend(r for r in resp.rooms.invite if r not in invites)
+    return resp
 
 
 def _remaining_ms(deadline: float) -> int:
@@ -86,16 +87,17 @@ async def wait_for_message(
         await sync_once(client, _remaining_ms(deadline))
 
 
-async def collect_messages(
-    client: AsyncClient, room_id: str, sender: str | None, duration: float
-) -> list[Message]:
-    """Every message from sender (any sender if None) in room_id over the next duration seconds,
-    including ones already in the backlog; consumes the room's backlog."""
-    deadline = time.monotonic() + duration
-    while True:
-        await sync_once(client, _remaining_ms(deadline))
-        if time.monotonic() >= deadline:
-            break
+async def read_messages(client: AsyncClient, room_id: str, sender: str | None) -> list[Message]:
+    """Every message from sender (any sender if None) in room_id that the client has not read
+    yet, after one more sync; consumes the room's backlog.
+
+    It does not wait: what has been sent (the send call returned) is in that sync. To count
+    what a bot sent, first wait until it is idle (``BotUnderTest.messages_when_idle``).
+    """
+    resp = await sync_once(client)
+    joined = resp.rooms.join.get(room_id)
+    if joined is not None and joined.timeline.limited:
+        raise RuntimeError(f"more than one sync page of new events in {room_id}: count fewer")
     backlog = _backlog(client, room_id)
     got = [e for e in backlog if sender is None or e.sender == sender]
     backlog.clear()

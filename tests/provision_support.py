@@ -14,15 +14,16 @@ import aiohttp
 import yaml
 
 from bot.client import build_client, login
-from bot.homeserver import Synapse
 from bot.provision.apply import Provisioner, Summary
 from bot.provision.matrix import MatrixError, MatrixOps
 from bot.provision.state import RoomState, parse_state
 from bot.roster.apply import import_roster
+from bot.sandbox import DEMO_ROSTER
+from bot.sandbox.homeserver import Synapse
 from messages import Messages
 from tests.bot_harness import BotUnderTest
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-county.yaml"
+DEMO = Path(str(DEMO_ROSTER))  # tests run from the checkout: a plain file
 _MXID = re.compile(r"@([a-z0-9._=\-/+]+):localhost")
 
 

@@ -149,19 +149,27 @@ async def in_thread(client: AsyncClient, room: str, root: str, body: str) -> str
 async def bot_images(
     client: AsyncClient, room: str, bot: BotUnderTest, count: int
 ) -> list[dict[str, Any]]:
-    """Wait until the bot has posted ``count`` images in room; their event sources, oldest first."""
-    deadline = time.monotonic() + 30
-    while True:
+    """Every image the bot has posted in room, read once ``count`` are there and the bot is idle
+    (so one too many shows); event sources, oldest first."""
+
+    async def images() -> list[dict[str, Any]]:
         resp = await client.room_messages(room, limit=100)
         assert isinstance(resp, RoomMessagesResponse), resp
-        images = [
+        return [
             e.source
             for e in reversed(resp.chunk)
             if e.sender == bot.user_id and e.source.get("content", {}).get("msgtype") == "m.image"
         ]
-        if len(images) >= count or time.monotonic() > deadline:
-            return images
+
+    # A photo job may wait for its thread root and retry a little later: no job is due
+    # meanwhile, so the bot looks idle before the photos are out.
+    deadline = time.monotonic() + 30
+    while len(await images()) < count:
+        if time.monotonic() > deadline:
+            break
         await asyncio.sleep(0.2)
+    await bot.wait_idle()
+    return await images()
 
 
 async def report_hazard(

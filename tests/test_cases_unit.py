@@ -4,7 +4,6 @@ homeserver): every step, who may take it, the audit trail, deadlines and threads
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -28,11 +27,11 @@ from messages import Messages
 from storage import cases
 from storage.cases import AppendOnlyError, CaseEvent, CaseRequest
 from storage.db import Database
-from storage.grid_contacts import Contact
+from storage.directory import Contact
 from storage.hazard_categories import CATEGORIES, OTHER, categories_for, pick, standard_for
 from storage.models import OutboxMessage
 from tests.case_seed import CaseGrid, fake_mxids, seed_case_grid
-from tests.dispatch_harness import DispatchHarness
+from tests.dispatch_harness import DispatchHarness, deliver_pending
 from tests.roster_seed import set_room
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -48,7 +47,6 @@ MODULES = [
     handlers.cases.jobs,
     handlers.cases.thread_replies,
 ]
-_sent_ids = itertools.count(1)
 P = fake_mxids()
 
 
@@ -81,15 +79,13 @@ class CaseHarness(DispatchHarness):
         return await self.new_messages()
 
     async def send_all(self) -> None:
-        """What the sender would do: give every pending message an event id."""
-        async with self.db.transaction() as s:
-            for msg in await s.scalars(
-                select(OutboxMessage).where(OutboxMessage.status == "pending")
-            ):
-                msg.status, msg.event_id = "sent", f"$out{next(_sent_ids)}"
+        """What the sender would do: resolve threads and replies, give each an event id."""
+        await deliver_pending(self.db)
 
     async def rows(self, room: str | None = None) -> list[OutboxMessage]:
-        """The bot's posts about cases (not its answers in conversations), oldest first."""
+        """The bot's posts about cases (not its answers in conversations), oldest first, as
+        the sender sent them (threads and replies resolved)."""
+        await self.send_all()
         async with self.db.transaction() as s:
             q = (
                 select(OutboxMessage)
@@ -103,9 +99,9 @@ class CaseHarness(DispatchHarness):
     async def root_event(self, code: str, room: str) -> str:
         await self.send_all()
         async with self.db.transaction() as s:
-            post = await cases.root_post(s, code, room)
-            assert post is not None, f"{code} has no post in {room}"
-            event_id = await cases.post_event_id(s, post)
+            root = await cases.root_message(s, code, room)
+            assert root is not None, f"{code} has no post in {room}"
+            event_id = root.event_id
         assert event_id
         return event_id
 
@@ -185,9 +181,8 @@ async def test_general_hazard_lifecycle_with_rework(db: Database) -> None:
         assert hz.status == "reported" and hz.deadline == date(2026, 3, 10)
         assert [p["url"] for p in hz.photos] == ["mxc://localhost/before0.png"]
 
-        # The photo waits for the thread root; once it is sent, a tick shows it in the thread.
+        # The photo is queued with the report; the sender threads it under the root, no job.
         root = await h.root_event(code, ENT_A)
-        await h.tick()
         photo = (await h.rows(ENT_A))[-1]
         assert photo.content["msgtype"] == "m.image"
         assert photo.content["url"] == "mxc://localhost/before0.png"
@@ -307,6 +302,41 @@ async def test_report_conversation_re_asks_and_picks_the_enterprise(sqlite_db: D
         assert hz.deadline == date(2026, 3, 3) and hz.photos == []
 
 
+async def test_photo_steps_and_choices_read_answers_as_a_visit_does(sqlite_db: Database) -> None:
+    """ "完成。" ends every photo step (report, submission, accident) as it ends a visit's;
+    full-width numbers pick; zero-width characters are ignored."""
+    with time_machine.travel(MONDAY_9, tick=False):
+        h = await world(sqlite_db)
+        who = P["entchief"]
+        await h.say(who, "/隐患")
+        await h.say(who, "3号仓库消防通道堆放货物")
+        await h.say(who, "3号仓库东侧")
+        assert "4/9" in (await h.say(who, "３"))[0]
+        assert "5/9" in (await h.say(who, "１\u200b"))[0]
+        await h.photo(who, name="before.png")
+        assert "6/9" in (await h.say(who, "完成。"))[0]
+        for answer in ("设置警戒线", "清理通道", "刘强 13800000004"):
+            await h.say(who, answer)
+        await h.say(who, "３月１０日。")
+        hz = await h.case("H-2026-0001")
+        assert (hz.grade, hz.deadline, len(hz.photos)) == ("general", date(2026, 3, 10), 1)
+
+        await h.say(P["member"], "/隐患 H-2026-0001 确认 一般隐患。")
+        assert "整改后的照片" in (await h.say(who, "/隐患 H-2026-0001 整改完成"))[0]
+        await h.photo(who, name="after.png")
+        out = await h.say(who, "完成！")
+        assert any("已提交待复查" in o for o in out), out
+        assert (await h.case("H-2026-0001")).status == "submitted"
+
+        await h.say(P["entmember"], "/事故")
+        for answer in ("４０分钟前", "G60 K1020", "１", "０ ２ ０", "无", "追尾"):
+            await h.say(P["entmember"], answer)
+        await h.photo(P["entmember"])
+        await h.say(P["entmember"], "完成\u200b。")
+        acc = await h.case("A-2026-0001")
+        assert (acc.dead, acc.injured, acc.missing, len(acc.photos)) == (0, 2, 0, 1)
+
+
 def test_a_deadline_typed_just_after_it_passed_is_refused_not_moved_to_next_year() -> None:
     today = date(2026, 3, 5)
     assert future_day("3月1日", today) == (date(2026, 3, 1), "past")
@@ -342,6 +372,9 @@ def test_action_words_need_a_break_after_them() -> None:
     assert parse_action("verify  pass") == ("verify_pass", "")
     assert parse_action("挂牌督办") == ("supervise", "")
     assert parse_action("整改完成：已清理") == ("submit", "已清理")
+    # Answers typed as anywhere else: trailing ！, a pasted zero-width space.
+    assert parse_action("确认！") == ("confirm", "")
+    assert parse_action("复查通过\u200b。") == ("verify_pass", "")
 
 
 def test_accident_time_and_casualties_as_typed() -> None:
@@ -370,14 +403,14 @@ async def test_major_hazard_goes_up_at_once_and_chiefs_supervise_and_close(
         out = await report_hazard(h, who=P["member"], room=DM, grade="重大", photos=2)
         assert any("已登记重大事故隐患 H-2026-0001（赣西物流有限公司）" in o for o in out)
         assert any("后续进展在赣西物流有限公司企业群" in o for o in out)
-        (l2_alert,) = await h.rows(L2)
-        (l1_alert,) = await h.rows(L1)
+        # The alert, then its photos in its thread (threaded by the sender at send time).
+        l2_alert, *l2_photos = await h.rows(L2)
+        l1_alert, *l1_photos = await h.rows(L1)
+        assert len(l2_photos) == len(l1_photos) == 2
         assert "⚠ 重大事故隐患 H-2026-0001" in l2_alert.content["body"]
         assert mentions(l2_alert) == {P["member"], P["l2chief"]}
         assert mentions(l1_alert) == {P["l1chief"], P["l1office"]}
         assert "https://matrix.to/#/@l1chief:localhost" in l1_alert.content["formatted_body"]
-        await h.send_all()
-        await h.tick()
         for room in (ENT_A, L2, L1):
             images = [m for m in await h.rows(room) if m.content["msgtype"] == "m.image"]
             assert len(images) == 2 and all(thread_of(m) for m in images), room
@@ -754,10 +787,13 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
         )
         for a, f in (("raise", None), ("auto_escalate", "open/member"))
     ]
-    steps = ("enterprise", "what", "where", "category", "grade", "photos", "measures", "plan")
-    steps += ("responsible", "deadline")
-    acc_steps = ("enterprise", "time", "place", "type", "casualties", "vehicles", "account")
-    acc_steps += ("photos",)
+    # Every declared step, with the progress its conversation gives it.
+    hazard_conv, accident_conv = (
+        handlers.cases.hazards.report_conv,
+        handlers.cases.accidents.report_conv,
+    )
+    steps = [(a.name, hazard_conv.progress(a.name)) for a in hazard_conv.steps]
+    acc_steps = [(a.name, accident_conv.progress(a.name)) for a in accident_conv.steps]
     reasons = (
         "need_code wrong_kind bad_code not_found out_of_scope unknown_action not_allowed "
         "bad_state bad_confirm deadline_past not_confirmed need_photos need_reason "
@@ -770,9 +806,13 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
     hazard_actions = ("confirm", "submit", "verify_fail", "verify_pass", "close", "supervise")
     request_actions = ("raise", "take", "resolve", "escalate", "auto_escalate", "overdue")
     return {
-        "hazard_ask": [{"step": s, "again": g, **ask} for s in steps for g in (True, False)],
+        "hazard_ask": [
+            {"step": s, "progress": p, "again": g, **ask} for s, p in steps for g in (True, False)
+        ],
         "accident_ask": [
-            {"step": s, "again": g, "types": ["x"], **ask} for s in acc_steps for g in (True, False)
+            {"step": s, "progress": p, "again": g, "types": ["x"], **ask}
+            for s, p in acc_steps
+            for g in (True, False)
         ],
         "hazard_posted": [{**base, "h": hz, "ent": ent}],
         "hazard_major_alert": [

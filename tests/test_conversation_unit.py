@@ -15,7 +15,13 @@ from storage.db import Database
 from tests.dispatch_harness import DispatchHarness
 
 demo = types.ModuleType("demo")
-demo_conv = conversation.Conversation("demo")
+demo_conv = conversation.Conversation(
+    "demo",
+    steps=[
+        conversation.Ask("name", conversation.TEXT),
+        conversation.Ask("confirm", conversation.CONFIRM),
+    ],
+)
 
 
 @command("demo", summary={"zh_CN": "示例", "en": "demo"})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 from storage.db import Database
 from storage.models import BotSession
 from tests.fixtures_synapse import MakeUser, NioClientFactory

@@ -15,9 +15,9 @@ import yaml
 from nio import JoinError, RoomPutStateError, RoomPutStateResponse
 from sqlalchemy import select
 
-from bot.homeserver import Synapse
 from bot.provision import matrix as provision_matrix
 from bot.provision.state import has_creator_power
+from bot.sandbox.homeserver import Synapse
 from storage.models import ProvisionedRoom, RoomInfo
 from tests.bot_harness import BotFactory, BotUnderTest
 from tests.fixtures_synapse import MakeUser, NioClientFactory

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 from tests.bot_harness import BotFactory
 
 REPO = Path(__file__).resolve().parents[1]

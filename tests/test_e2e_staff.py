@@ -14,8 +14,8 @@ from nio import AsyncClient
 from sqlalchemy import select
 
 from bot import dates
-from bot.homeserver import Synapse
 from bot.roster.apply import import_roster
+from bot.sandbox.homeserver import Synapse
 from storage.models import (
     Enterprise,
     Person,

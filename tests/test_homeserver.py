@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot.homeserver import Synapse
+from bot.sandbox.homeserver import Synapse
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
-    collect_messages,
     create_room,
+    read_messages,
     send_text,
     wait_for_invite,
     wait_for_join,
@@ -45,7 +45,8 @@ async def test_two_users_exchange_messages(
     assert (first.body, second.body) == ("one", "two")
 
     await send_text(alice, room_id, "three")
-    bodies = [e.body for e in await collect_messages(bob, room_id, alice_id, 0.5)]
+    # Sent means stored: the next sync has it, and nothing else from alice.
+    bodies = [e.body for e in await read_messages(bob, room_id, alice_id)]
     assert bodies == ["three"]
 
 

@@ -24,8 +24,8 @@ from tests.bot_harness import BotFactory, BotUnderTest
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
     Message,
-    collect_messages,
     create_room,
+    read_messages,
     send_photo,
     send_text,
     wait_for_join,
@@ -403,16 +403,16 @@ async def test_killed_mid_broadcast_delivers_each_notice_exactly_once(
     assert "· 企业群：赣西物流有限公司" in news["lost"].body
     assert mentions(news["lost"]) == [chief.user_id]
 
-    # Count what each room really holds (a fresh sync returns the last 100 events per room).
-    seen = await collect_messages(owner, rooms[many[0]], None, duration=2)
-    counts = {many[0]: sum(1 for e in seen if from_bot(bot, "N-2026-0001")(e))}
-    for name in many[1:]:
-        got = await collect_messages(owner, rooms[name], None, duration=0)
+    # Count what each room really holds once nothing is left to send.
+    await bot.wait_idle()
+    counts = {}
+    for name in many:
+        got = await read_messages(owner, rooms[name], bot.user_id)
         counts[name] = sum(1 for e in got if from_bot(bot, "N-2026-0001")(e))
     assert counts == dict.fromkeys(many, 1)
     # The issuer was told "sent" once, too (a fresh device sees the whole chat).
     auditor = await nio_client(chief.user_id, PASSWORDS[chief.user_id])
-    said = await collect_messages(auditor, dm, bot.user_id, duration=1)
+    said = await read_messages(auditor, dm, bot.user_id)
     assert len([e for e in said if e.body.startswith("已发出 N-2026-0001")]) == 1
 
 

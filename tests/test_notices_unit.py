@@ -27,10 +27,10 @@ from handlers.notices.jobs import calendar_key
 from storage import inbox
 from storage import notices as N
 from storage.db import Database
-from storage.directory import identify
+from storage.directory import Action, enterprises_in, identify, reach
 from storage.inbox import IncomingEvent
 from storage.models import BotSession, ConversationState, OutboxMessage, ScheduledJob
-from tests.dispatch_harness import BOT, DispatchHarness
+from tests.dispatch_harness import BOT, DispatchHarness, deliver_pending
 from tests.dispatch_harness import test_config as harness_config
 from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid
 from tests.roster_seed import set_room
@@ -126,13 +126,7 @@ def bodies(rows: list[OutboxMessage]) -> list[str]:
 
 async def deliver(db: Database, *, fail: frozenset[str] = frozenset()) -> None:
     """What the sender would do: every pending message sent, or failed in the ``fail`` rooms."""
-    async with db.transaction() as s:
-        for row in await s.scalars(select(OutboxMessage).where(OutboxMessage.status == "pending")):
-            if row.room_id in fail:
-                row.status, row.last_error = "failed", "M_FORBIDDEN: not in room"
-            else:
-                row.status, row.event_id = "sent", f"$out{row.id}"
-                row.sent_at = datetime.now(UTC)
+    await deliver_pending(db, fail=fail)
 
 
 async def event_of(db: Database, code: str, enterprise: str, part: str = N.PART_POST) -> str:
@@ -230,9 +224,10 @@ async def test_scope_and_filters_pick_the_right_enterprises(db: Database) -> Non
     async def pick(user: str, scope: str, line: str = "") -> list[str]:
         async with db.transaction() as s:
             ident = await identify(s, user, frozenset({ADMIN}))
-            fn = S.broadcast_scope if scope == "broadcast" else S.notice_scope
+            action = Action.BROADCAST if scope == "broadcast" else Action.NOTICE
+            pool = await enterprises_in(s, reach(ident, action))
             flt = S.parse_options(line, S.NOTICE_KIND_WORDS).filter
-            return sorted(e.name for e in (await S.resolve(s, fn(ident), flt)).enterprises)
+            return sorted(e.name for e in S.resolve(pool, flt).enterprises)
 
     luxi = sorted(names[k] for k in "ABCD")
     assert await pick(U["l1_chief"], "broadcast") == luxi
@@ -345,6 +340,10 @@ async def test_wrong_input_is_explained_and_can_be_retried(sqlite_db: Database) 
     ]
     async with sqlite_db.transaction() as s:
         assert (await s.scalar(select(N.Notice))) is None
+    # "确认！" with a zero-width space is read as 确认, as in every conversation (bot.words).
+    await h.text(U["member_f"], dm("member_f"), "/通知 安全提醒\n注意防滑")
+    out = bodies(await h.text(U["member_f"], dm("member_f"), "确认！\u200b"))
+    assert any(b.startswith("已发出 N-2026-0001") for b in out), out
 
 
 # --- acknowledgements ----------------------------------------------------------------------------
@@ -368,7 +367,7 @@ async def test_acks_by_reaction_reply_and_command_count_only_the_enterprise(
     await h.react(U["member_a"], ent_room("A"), a_file, "👍🏽")
     out = await h.fresh()
     assert len(out) == 1 and out[0].content["body"].startswith("✅ 已记录：赣西物流有限公司")
-    assert out[0].content["m.relates_to"] == {"m.in_reply_to": {"event_id": a_file}}
+    assert out[0].reply_to_event == a_file  # the sender makes it a reply when it sends it
     # A second ✅ (by the chief) changes nothing; redacting the first erases nothing.
     await h.react(U["chief_a"], ent_room("A"), a_post)
     await h.event(U["member_a"], ent_room("A"), {"redacts": "$x"}, type_="m.room.redaction")

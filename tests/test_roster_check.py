@@ -13,10 +13,11 @@ from sqlalchemy import select, update
 from bot.roster.apply import import_roster
 from bot.roster.check import GapKind, check_coverage, coverage_summary
 from bot.roster.commands import cmd_check
+from bot.sandbox import DEMO_ROSTER
 from storage.db import Database
 from storage.models import Assignment, Enterprise, Grid, Person, Role, RoleKind
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo-county.yaml"
+DEMO = Path(str(DEMO_ROSTER))  # tests run from the checkout: a plain file
 TODAY = date(2026, 2, 1)
 
 

@@ -21,6 +21,7 @@ from bot.roster.apply import ChangeKind, ImportResult, import_roster
 from bot.roster.commands import cmd_import
 from bot.roster.layout import COLUMNS
 from bot.roster.parse import PersonRef, RosterRow, parse_roster, read_roster
+from bot.sandbox import DEMO_ROSTER
 from storage.db import Database
 from storage.models import (
     AdminUnit,
@@ -36,7 +37,10 @@ from storage.models import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-DEMO = {ext: EXAMPLES / f"demo-county.{ext}" for ext in ("yaml", "csv", "xlsx")}
+# The YAML ships with the package (the sandbox reads it); CSV and XLSX are examples only.
+DEMO = {"yaml": Path(str(DEMO_ROSTER))} | {
+    e: EXAMPLES / f"demo-county.{e}" for e in ("csv", "xlsx")
+}
 D1, D2, D3 = date(2026, 1, 5), date(2026, 3, 2), date(2026, 4, 1)
 
 

@@ -8,15 +8,19 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from nio import AsyncClient, LoginResponse
 
-from bot.homeserver import free_port
 from bot.roster.parse import parse_roster
+from bot.sandbox import DEMO_ROSTER
+from bot.sandbox.homeserver import free_port
 from tests.matrix_helpers import create_room, send_text, wait_for_join, wait_for_message
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "examples" / "demo-county.yaml"
+DEMO = Path(str(DEMO_ROSTER))  # tests run from the checkout: a plain file
 BOT = "@gridbot:localhost"
+
+# Starts its own Synapse (through `gridbot sandbox`), not the session's.
+pytestmark = pytest.mark.homeserver
 
 
 async def _read_until(stream: asyncio.StreamReader, marker: str, limit: float) -> str:
@@ -47,7 +51,7 @@ async def test_sandbox_serves_the_demo_county(tmp_path: Path) -> None:
         str(port),
         "--password",
         "demo-pass",
-        cwd=ROOT,
+        cwd=tmp_path,  # not the checkout: the demo roster ships with the package
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},

@@ -68,6 +68,16 @@ def test_join_needs_role_name_and_a_contact() -> None:
     assert reason(_join, ["网格员", "王五", "明天"], "l") == "bad_token"
 
 
+def test_phones_follow_the_roster_rule() -> None:
+    # Stored as the roster import stores them, so a later import recognises the person.
+    assert _join(["网格员", "王五", "138-0000-0001"], "l")["phone"] == "13800000001"
+    assert _join(["网格员", "王五", "+86 13800000001"], "l")["phone"] == "13800000001"
+    assert _join(["网格员", "王五", "１３８０００００００１"], "l")["phone"] == "13800000001"
+    assert reason(_join, ["网格员", "王五", "12345"], "l") == "bad_phone"
+    assert _leave(["138-0000-0007"], STAFF)["person_id"] == 4
+    assert _join(["企业网格员。", "王五", "@wang:x"], "l")["kind"] == RoleKind.ENT_MEMBER
+
+
 def test_one_chief_and_no_double_staff() -> None:
     new_chief = _join(["负责人", "王五", "@wang:x"], "l")
     assert reason(check, [new_chief], STAFF) == "one_chief"

@@ -17,7 +17,6 @@ from tests.bot_harness import BotFactory, BotUnderTest
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
     Message,
-    collect_messages,
     create_room,
     send_photo,
     send_text,
@@ -186,7 +185,7 @@ async def test_reminders_and_summaries_on_a_controlled_clock(
         await bot.bot.scheduler.tick()
         await bot.stop()
         await bot.start()
-        assert await collect_messages(chief, l2, bot.user_id, duration=3) == []
+        assert await bot.messages_when_idle(chief, l2) == []
 
         clock.move_to(at(2026, 12, 1, 9, 1))
         await bot.bot.scheduler.tick()

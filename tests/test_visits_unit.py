@@ -216,6 +216,36 @@ async def test_one_line_visit_and_the_enterprise_room_post(sqlite_db: Database) 
         assert rows[0].posted_outbox_id == posted.id
 
 
+async def test_answers_are_read_alike_whatever_the_keyboard_did(sqlite_db: Database) -> None:
+    """Full-width digits and letters, trailing punctuation and zero-width characters: the
+    visit reads "２", "完成。", "ＯＫ" as the hazard report and every other conversation does."""
+    h, _ = await setup(sqlite_db)
+    with time_machine.travel(at(2026, 11, 20, 10, 0), tick=False):
+        for done, yes in (
+            ("完成。", "确认！"),
+            ("完成\u200b", "ＯＫ"),
+            ("ＤＯＮＥ", "\ufeff好的。"),
+        ):
+            await h.say(MEMBER, "/visit")
+            assert f"企业：{HAZMAT}" in (await h.say(MEMBER, "２"))[0]
+            assert "这次检查了什么" in (await h.say(MEMBER, "今天。"))[0]
+            await h.say(MEMBER, "查了台账")
+            assert "请发送现场照片" in (await h.say(MEMBER, "无。"))[0]
+            await h.say(MEMBER, "1.png", **image(1))
+            out = await h.say(MEMBER, done)
+            assert out[0].startswith("请核对走访记录") and "照片：1 张" in out[0], done
+            assert "发现问题：无" in out[0]
+            assert "已保存走访记录" in (await h.say(MEMBER, yes))[0], yes
+        # The meeting reads them too: "跳过。" for the minutes, "确认！" to save.
+        await h.say(CHIEF, "/会议")
+        for answer in ("今天", "全体网格员", "冬季安全", "无"):
+            await h.say(CHIEF, answer)
+        assert "请核对会议记录" in (await h.say(CHIEF, "跳过。"))[0]
+        assert (await h.say(CHIEF, "确认！"))[0].startswith("已保存会议记录")
+    async with sqlite_db.transaction() as s:
+        assert len(list(await s.scalars(select(Visit)))) == 3
+
+
 async def test_visit_in_the_enterprise_room_and_who_may_log(sqlite_db: Database) -> None:
     h, g = await setup(sqlite_db)
     ent = "!ent:localhost"

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.roster.layout import (
     ASSIGNMENT_LABEL,
-    ROLE_LABELS,
     level1_grid_name,
     level2_grid_name,
 )
 from bot.roster.parse import PersonRef, RosterRow, RowError, read_roster
 from bot.staff import LEAVE
 from storage.db import Database
+from storage.directory import role_label
 from storage.models import (
     AdminUnit,
     Assignment,
@@ -693,14 +693,14 @@ class _Importer:
             pid = item["person_id"]
             kinds = [k for k in item.get("kinds", []) if pid in wanted.get((k, None, ent_id), [])]
             if kinds:
-                roles = "、".join(ROLE_LABELS[k] for k in kinds)
+                roles = "、".join(role_label(k) for k in kinds)
                 return f"{item['name']} 已离开（{roles}），文件里仍有"
             return None
         person_id = item.get("person_id") or await self._person_id(item)
         slot = (item["kind"], None, ent_id)
         if person_id is not None and person_id in wanted.get(slot, []):
             return None
-        return f"{item['name']} 已加入任{ROLE_LABELS[item['kind']]}，文件里没有"
+        return f"{item['name']} 已加入任{role_label(item['kind'])}，文件里没有"
 
     async def _person_id(self, item: dict[str, Any]) -> int | None:
         """The person a join confirmed before person ids were kept: by Matrix id, or phone and
@@ -714,7 +714,7 @@ class _Importer:
     def _slot_label(self, slot: _Slot) -> tuple[str, str]:
         kind, grid, ent = slot
         target = self.grid_by_id[grid].name if grid else self._ent_label(self.ent_by_id[ent or 0])
-        return target, ROLE_LABELS[kind]
+        return target, role_label(kind)
 
     async def _sync_roles(self) -> None:
         current: dict[_Slot, list[Role]] = {}

@@ -11,7 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
-from storage.models import EnterpriseType, RoleKind, UnitKind
+from storage.models import EnterpriseType, UnitKind
 
 
 class Scope(StrEnum):
@@ -185,16 +185,7 @@ def unit_kind(text: str) -> UnitKind | None:
 
 # --- names for people and places, as shown to users ---------------------------------------
 
-ROLE_LABELS: dict[str, str] = {
-    RoleKind.L1_CHIEF: "一级网格长",
-    RoleKind.L1_OFFICE_DIRECTOR: "一级网格办公室主任",
-    RoleKind.L1_OFFICE_MEMBER: "一级网格办公室成员",
-    RoleKind.L2_CHIEF: "二级网格长",
-    RoleKind.L2_OFFICE_MEMBER: "二级网格办公室成员",
-    RoleKind.L2_MEMBER: "二级网格员",
-    RoleKind.ENT_CHIEF: "企业负责人",
-    RoleKind.ENT_MEMBER: "企业网格员",
-}
+# Role names: storage.directory.role_label (the one mapping).
 ASSIGNMENT_LABEL = "二级网格员分工"
 
 

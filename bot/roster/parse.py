@@ -32,6 +32,7 @@ from bot.roster.layout import (
     normalize_header,
     unit_kind,
 )
+from bot.words import looks_like_phone, phone_digits, phone_number
 from storage.models import EnterpriseType, UnitKind
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -40,9 +41,6 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")
 
 PEOPLE_SEP = re.compile(r"[;；\r\n]+")
 PART_SEP = re.compile(r"[/／]")
-PHONE_CHARS = re.compile(r"^\+?[\d\s\-()]+$")
-MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
-LANDLINE_RE = re.compile(r"^0\d{9,11}$")
 # How many leading records may precede the header (a title row, notes).
 HEADER_SEARCH_ROWS = 10
 # Reports one problem for the row being parsed.
@@ -479,7 +477,7 @@ def _person_from_text(text: str, header: str, fail: Fail) -> PersonRef | None:
         return None
     parts = [p.strip() for p in PART_SEP.split(text)]
     name, rest = parts[0], [p for p in parts[1:] if p]
-    if not name or _looks_like_phone(name) or name.startswith(("@", "＠")):
+    if not name or looks_like_phone(name) or name.startswith(("@", "＠")):
         fail(
             f"「{header}」中的「{text}」缺少姓名，应写成 姓名/电话/@账号:服务器"
             " / missing name; write name/phone/@user:server"
@@ -490,7 +488,7 @@ def _person_from_text(text: str, header: str, fail: Fail) -> PersonRef | None:
     for part in rest:
         if part.startswith(("@", "＠")) and mxid is None:
             mxid = part
-        elif _looks_like_phone(part) and phone is None:
+        elif looks_like_phone(part) and phone is None:
             phone = part
         else:
             fail(
@@ -528,18 +526,6 @@ def _person_from_mapping(item: dict[Any, Any], header: str, fail: Fail) -> Perso
     return _person(fields["name"], fields.get("phone"), fields.get("matrix_id"), header, fail)
 
 
-def _looks_like_phone(text: str) -> bool:
-    return bool(PHONE_CHARS.match(unicodedata.normalize("NFKC", text)))
-
-
-def _normalize_phone(text: str) -> str:
-    digits = re.sub(r"[\s\-()]", "", unicodedata.normalize("NFKC", text))
-    for prefix in ("+86", "0086"):
-        if digits.startswith(prefix):
-            digits = digits[len(prefix) :]
-    return digits
-
-
 def _person(
     name: str, phone: str | None, mxid: str | None, header: str, fail: Fail
 ) -> PersonRef | None:
@@ -548,8 +534,9 @@ def _person(
         fail(f"「{header}」中的姓名过长 / name too long")
         ok = False
     if phone:
-        phone = _normalize_phone(phone)
-        if not (MOBILE_RE.match(phone) or LANDLINE_RE.match(phone)):
+        # One phone rule (bot.words) for roster files and staff changes typed in chat.
+        phone = phone_digits(phone)
+        if phone_number(phone) is None:
             fail(
                 f"「{header}」中{name}的电话「{phone}」格式不对（应为11位手机号或带区号的座机）"
                 " / malformed phone (expected an 11-digit mobile or a landline with area code)"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 
 from nio import AsyncClient, JoinResponse
 
 from bot.context import Services
+from bot.outgoing import Outgoing, queue
 from bot.syncer import Invite
 from storage import outbox, rooms
 from storage.db import Database
@@ -23,12 +23,10 @@ class InviteHandler:
         client: AsyncClient,
         db: Database,
         services: Services,
-        wake_sender: Callable[[], None],
     ) -> None:
         self.client = client
         self.db = db
         self.services = services
-        self.wake_sender = wake_sender
 
     async def __call__(self, invite: Invite) -> None:
         async with self.db.transaction() as session:
@@ -61,8 +59,10 @@ class InviteHandler:
                 return
             ident = await identify(session, invite.inviter, self.services.admins)
             locale = ident.language or self.services.config.language
-            rendered = self.services.messages.render(
-                locale, "joined", name=ident.display_name, direct=invite.is_direct
+            message = Outgoing(
+                invite.room_id,
+                "joined",
+                {"name": ident.display_name, "direct": invite.is_direct},
+                txn_id=txn_id,
             )
-            outbox.enqueue(session, invite.room_id, rendered.content("m.notice"), txn_id=txn_id)
-        self.wake_sender()
+            queue(session, self.services.messages, message, locale=locale, cause=invite.inviter)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.commands import Arg, ArgError, command
 from bot.context import CommandContext
+from bot.words import normalize
 from storage.directory import set_language
 
 _CHOICES = {
@@ -20,7 +21,7 @@ _CHOICES = {
 
 
 def _language(text: str) -> str:
-    code = _CHOICES.get(text.strip().lower())
+    code = _CHOICES.get(normalize(text))
     if code is None:
         raise ArgError(
             {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bot.commands import command
 from bot.context import CommandContext
 from storage.directory import L1_MEMBER
+from storage.models import RoleKind
 
 
 @command(
@@ -32,7 +33,7 @@ async def whoami(ctx: CommandContext) -> None:
             {
                 r.grid.parent.name
                 for r in ident.roles
-                if r.grid and r.grid.parent and r.kind == "l2_chief"
+                if r.grid and r.grid.parent and r.kind == RoleKind.L2_CHIEF
             }
         )
         if L1_MEMBER in ident.role_kinds

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, time, timedelta
 
 from bot.dates import parse_day
+from bot.words import NONE, normalize
 
 # A report may be a few minutes "ahead" of the bot's clock (phones drift).
 FUTURE_SLACK = timedelta(minutes=10)
@@ -19,7 +20,7 @@ _DAY_CLOCK = re.compile(r"^(.+?)\s*(\d{1,2}\s*[:：点时]\s*(?:\d{1,2})?\s*分?
 def parse_when(text: str, now: datetime) -> datetime | None:
     """An accident time from '14:30', '今天 9点', '昨天 23:10', '11月20日 8:05', '30分钟前',
     '刚才'; in now's time zone. None when unreadable or in the future."""
-    t = " ".join(text.strip().lower().split())
+    t = " ".join(normalize(text).split())
     if not t:
         return None
     if t in _NOW_WORDS:
@@ -65,12 +66,12 @@ _NUMBER_FIRST = {
     "injured": re.compile(r"(\d+)\s*人?\s*(?:受伤|伤)"),
     "missing": re.compile(r"(\d+)\s*人?\s*失踪"),
 }
-_NONE = frozenset({"无", "没有", "无伤亡", "0", "none", "no"})
+_NONE = NONE | {"无伤亡", "0"}
 
 
 def parse_casualties(text: str) -> tuple[int, int, int] | None:
     """(dead, injured, missing) from '0 2 0', '0/2/0', '死亡0 受伤2 失踪0', '伤2人', '无'."""
-    t = text.strip().lower()
+    t = normalize(text)
     if t in _NONE:
         return 0, 0, 0
     found: dict[str, int] = {}

@@ -7,9 +7,10 @@ from typing import Any
 
 from bot.config import Config
 from handlers.cases.hazard_rules import show_photos
-from handlers.cases.support import Actor, Poster, Refusal, Standing, around, home_room, reply_target
+from handlers.cases.support import Actor, Poster, Refusal, home_room, reply_target
 from storage import cases
 from storage.cases import A_REPORTED, ACCIDENT, Accident
+from storage.directory import Standing, circle_of, unite
 
 
 def minutes_since(occurred_at: datetime, now: datetime) -> int:
@@ -54,7 +55,7 @@ async def report(
         room_id=actor.room_id,
         note=acc.account,
     )
-    ar = await around(session, enterprise_id)
+    ar = await circle_of(session, enterprise_id)
     minutes = minutes_since(acc.occurred_at, now)
     values = {"a": acc, "ent": ar.enterprise, "minutes": minutes, "reporter": actor.name}
     home = ar.ent_room or actor.room_id
@@ -63,8 +64,8 @@ async def report(
     await show_photos(poster, code, home, acc.photos, "accident")
     missing = []
     for kind, room, people in (
-        ("l2_room", ar.l2_room, ar.members + ar.l2_chiefs),
-        ("l1_room", ar.l1_room, ar.l1_chiefs + ar.l1_office),
+        ("l2_room", ar.l2_room, unite(ar.members, ar.l2_chiefs)),
+        ("l1_room", ar.l1_room, unite(ar.l1_chiefs, ar.l1_office)),
     ):
         if room is None:
             missing.append(kind)
@@ -92,7 +93,7 @@ async def update(poster: Poster, actor: Actor, st: Standing, acc: Accident, text
         room_id=actor.room_id,
         note=text,
     )
-    ar = await around(poster.session, acc.enterprise_id)
+    ar = await circle_of(poster.session, acc.enterprise_id)
     home = await home_room(poster.session, acc.code) or ar.ent_room or actor.room_id
     now = datetime.now(UTC)
     values = {

@@ -8,11 +8,22 @@ from typing import Any
 from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step, text_step
+from bot.conversation import (
+    CHOICE,
+    NUMBER,
+    PHOTO,
+    TEXT,
+    TIME,
+    Ask,
+    Conversation,
+    Incoming,
+    Step,
+    text_step,
+)
+from bot.words import FINISHED, choose, is_in, normalize
 from handlers.cases import accident_rules, history
 from handlers.cases.accident_parsing import parse_casualties, parse_when
 from handlers.cases.support import (
-    DONE_WORDS,
     Poster,
     Refusal,
     actor_of,
@@ -23,28 +34,30 @@ from handlers.cases.support import (
     pick_option,
     refuse,
     related_event_ids,
-    reportable_enterprises,
+    reportable,
     visible_case,
 )
 from storage import cases
 from storage.cases import ACCIDENT, Accident
-from storage.directory import ADMIN, ENTERPRISE_STAFF, L2_STAFF
-from storage.hazard_categories import ACCIDENT_TYPES, OTHER, pick
-from storage.models import RoleKind
+from storage.directory import GRID_STAFF
+from storage.hazard_categories import ACCIDENT_TYPES, OTHER
 
-ROLES = (
-    ENTERPRISE_STAFF
-    | L2_STAFF
-    | {
-        RoleKind.L1_CHIEF,
-        RoleKind.L1_OFFICE_DIRECTOR,
-        RoleKind.L1_OFFICE_MEMBER,
-        ADMIN,
-    }
-)
 UPDATE_WORDS = ("update", "续报", "更新")
 
-report_conv = Conversation("accident")
+# The enterprise is asked only when the room does not say it: the questions count 1/7 … 7/7.
+report_conv = Conversation(
+    "accident",
+    steps=[
+        Ask("enterprise", CHOICE, counted=False),
+        Ask("time", TIME),
+        Ask("place", TEXT),
+        Ask("type", CHOICE),
+        Ask("casualties", NUMBER),
+        Ask("vehicles", TEXT),
+        Ask("account", TEXT),
+        Ask("photos", PHOTO),
+    ],
+)
 
 
 @command(
@@ -67,7 +80,7 @@ report_conv = Conversation("accident")
     args=(
         Arg({"zh_CN": "编号 续报内容", "en": "id update"}, required=False, rest=True, key="text"),
     ),
-    roles=ROLES,
+    roles=GRID_STAFF,
 )
 async def accident_command(ctx: CommandContext) -> None:
     text = (ctx.args.get("text") or "").strip()
@@ -90,7 +103,7 @@ async def accident_command(ctx: CommandContext) -> None:
         await history.show(ctx, code)
         return
     word, _, body = rest.partition(" ")
-    if word.lower() not in UPDATE_WORDS:
+    if normalize(word) not in UPDATE_WORDS:
         refuse(ctx.reply, "unknown_action", code, ACCIDENT, text=rest)
         return
     await update(ctx, code, body.strip())
@@ -114,7 +127,7 @@ async def update(ctx: CommandContext, code: str, text: str) -> None:
 async def on_reply(ctx: CommandContext, code: str, text: str) -> bool:
     """'续报 …' in an accident's thread is a follow-up; other chat is ignored."""
     word, _, body = " ".join(text.split()).partition(" ")
-    if word.lower() not in UPDATE_WORDS:
+    if normalize(word) not in UPDATE_WORDS:
         return False
     await update(ctx, code, body)
     return True
@@ -130,12 +143,12 @@ async def start_report(ctx: CommandContext) -> None:
     await conversation.start(
         ctx, report_conv, "time", {"enterprise_id": ent.id, "enterprise": ent.name}
     )
-    ctx.reply("accident_ask", step="time", again=False, enterprise=ent.name)
+    progress = report_conv.progress("time")
+    ctx.reply("accident_ask", step="time", again=False, enterprise=ent.name, progress=progress)
 
 
 def _ask(step: Step, name: str, again: bool = False, **values: Any) -> None:
-    step.goto(name)
-    step.reply("accident_ask", step=name, again=again, **values)
+    step.ask(name, "accident_ask", step=name, again=again, **values)
 
 
 @report_conv.step("enterprise")
@@ -169,7 +182,8 @@ async def ask_place(step: Step, msg: Incoming) -> None:
 
 @report_conv.step("type")
 async def ask_type(step: Step, msg: Incoming) -> None:
-    chosen = pick(ACCIDENT_TYPES, msg.text)
+    index = choose(ACCIDENT_TYPES, msg.text).one
+    chosen = ACCIDENT_TYPES[index] if index is not None else None
     text = msg.text
     if chosen is None and text.startswith(OTHER) and len(text) > len(OTHER):
         chosen = f"{OTHER}：{text[len(OTHER) :].strip(' :：')}"
@@ -211,10 +225,10 @@ async def ask_photos(step: Step, msg: Incoming) -> None:
         step.data["photos"].append(photo)
         step.reply("case_photo_received", count=len(step.data["photos"]))
         return
-    if msg.text.lower() not in DONE_WORDS:
+    if not is_in(msg.text, FINISHED):
         _ask(step, "photos", again=True)
         return
-    options = await reportable_enterprises(ctx.session, ctx.identity)
+    options = await reportable(ctx)
     step.end()
     if all(e.id != step.data["enterprise_id"] for e in options):
         refuse(step.reply, "no_enterprise", "", ACCIDENT)

@@ -19,7 +19,6 @@ from storage.cases import CaseRequest, Hazard
 HAZARD_OVERDUE = "hazard-overdue"
 HAZARD_OVERDUE_CHIEF = "hazard-overdue-chief"
 REQUEST_DEADLINE = "request-deadline"
-CASE_PHOTOS = "case-photos"
 
 
 def end_of_day(day: date, config: Config) -> datetime:
@@ -96,16 +95,3 @@ async def unwatch_request(session: AsyncSession, request: CaseRequest) -> None:
 
 def request_job_key(request: CaseRequest) -> str:
     return f"{REQUEST_DEADLINE}:{request.code}:{request.level}"
-
-
-async def photos_later(
-    session: AsyncSession, code: str, room_id: str, photos: list[dict[str, Any]], stage: str
-) -> None:
-    """Show photos in a thread whose root is not sent yet: a job does it once it is."""
-    await scheduler.schedule(
-        session,
-        CASE_PHOTOS,
-        f"{CASE_PHOTOS}:{code}:{stage}:{room_id}",
-        datetime.now(UTC),
-        {"code": code, "room_id": room_id, "photos": photos, "stage": stage},
-    )

@@ -11,18 +11,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
-from bot.words import future_day
+from bot.words import GENERAL_GRADE, MAJOR_GRADE, future_day, which
 from handlers.cases import deadlines
 from handlers.cases.support import (
     Actor,
-    Around,
     Poster,
     Refusal,
-    Standing,
-    around,
     home_room,
     reply_target,
-    root_ready,
 )
 from storage import cases
 from storage.cases import (
@@ -38,29 +34,18 @@ from storage.cases import (
     MAJOR,
     Hazard,
 )
+from storage.directory import EnterpriseCircle, Standing, circle_of, unite
 
 GRADE_NAMES = {GENERAL: "一般隐患", MAJOR: "重大事故隐患"}
-GRADE_WORDS = {
-    "一般": GENERAL,
-    "一般隐患": GENERAL,
-    "general": GENERAL,
-    "重大": MAJOR,
-    "重大隐患": MAJOR,
-    "重大事故隐患": MAJOR,
-    "major": MAJOR,
-}
+# In the order the report question numbers them: 1 一般隐患, 2 重大事故隐患.
+GRADE_WORDS = {GENERAL: GENERAL_GRADE, MAJOR: MAJOR_GRADE}
 
 
 async def show_photos(
     poster: Poster, code: str, room_id: str, photos: list[dict[str, Any]], stage: str
 ) -> None:
-    """Put photos into the case thread in room_id now, or by a job once the root is sent."""
-    if not photos:
-        return
-    if await root_ready(poster.session, code, room_id):
-        await poster.photos(code, room_id, photos, stage)
-    else:
-        await deadlines.photos_later(poster.session, code, room_id, photos, stage)
+    """Put photos into the case thread in room_id (threaded by the sender once it is sent)."""
+    await poster.photos(code, room_id, photos, stage)
 
 
 async def report(
@@ -105,7 +90,7 @@ async def report(
         room_id=actor.room_id,
         note=hazard.description,
     )
-    ar = await around(session, enterprise_id)
+    ar = await circle_of(session, enterprise_id)
     home = ar.ent_room or actor.room_id
     assert home is not None
     await poster.post(code, home, "hazard_posted", h=hazard, ent=ar.enterprise, mentions=ar.members)
@@ -117,13 +102,13 @@ async def report(
     return hazard, missing
 
 
-async def major_alert(poster: Poster, hazard: Hazard, ar: Around, why: str) -> list[str]:
+async def major_alert(poster: Poster, hazard: Hazard, ar: EnterpriseCircle, why: str) -> list[str]:
     """Tell every level at once: the level-2 room (members, chief) and the level-1 room
     (chief, office). Returns the kinds of room that do not exist, to warn the reporter."""
     missing = []
     targets = (
-        ("l2_room", ar.l2_room, ar.members + ar.l2_chiefs),
-        ("l1_room", ar.l1_room, ar.l1_chiefs + ar.l1_office),
+        ("l2_room", ar.l2_room, unite(ar.members, ar.l2_chiefs)),
+        ("l1_room", ar.l1_room, unite(ar.l1_chiefs, ar.l1_office)),
     )
     for kind, room, people in targets:
         if room is None:
@@ -146,7 +131,7 @@ async def _announce(
     poster: Poster,
     actor: Actor,
     hazard: Hazard,
-    ar: Around,
+    ar: EnterpriseCircle,
     action: str,
     from_state: str | None,
     note: str,
@@ -216,8 +201,9 @@ def parse_confirm(text: str, today: date) -> tuple[str | None, date | None]:
     """'重大 12月1日' → (grade, deadline); raises Refusal on a word it cannot read."""
     grade, day = None, None
     for token in text.split():
-        if token.lower() in GRADE_WORDS:
-            grade = GRADE_WORDS[token.lower()]
+        named = which(token, GRADE_WORDS)
+        if named is not None:
+            grade = named
             continue
         parsed, error = future_day(token, today)
         if error == "unreadable":
@@ -252,7 +238,7 @@ async def confirm(
     _record(poster, actor, h, "confirm", H_REPORTED, note)
     h.status = H_RECTIFYING
     _record(poster, actor, h, "start", H_CONFIRMED)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     upgraded = h.grade == MAJOR and not was_major
     if upgraded:
         await major_alert(poster, h, ar, "upgrade")
@@ -283,7 +269,7 @@ async def submit(
     h.fix_photos = [*h.fix_photos, *photos]
     h.fix_note = note
     _record(poster, actor, h, "submit", H_RECTIFYING, note)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     await _announce(poster, actor, h, ar, "submit", H_RECTIFYING, note, home_mentions=ar.members)
     home = await home_room(poster.session, h.code)
     if home:
@@ -304,7 +290,7 @@ async def verify(
     action = "verify_pass" if passed else "verify_fail"
     _need(st.l2_handler, action, "l2_handler")
     _state(h, (H_SUBMITTED,), action)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     now = datetime.now(UTC)
     if passed:
         h.status, h.verified_by, h.verified_at = H_VERIFIED, actor.name, now
@@ -355,9 +341,9 @@ async def close(poster: Poster, actor: Actor, st: Standing, h: Hazard, note: str
     _state(h, (H_VERIFIED,), "close")
     h.status, h.closed_at = H_CLOSED, datetime.now(UTC)
     _record(poster, actor, h, "close", H_VERIFIED, note)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     await _announce(
-        poster, actor, h, ar, "close", H_VERIFIED, note, home_mentions=ar.staff + ar.members
+        poster, actor, h, ar, "close", H_VERIFIED, note, home_mentions=unite(ar.staff, ar.members)
     )
 
 
@@ -369,7 +355,7 @@ async def supervise(poster: Poster, actor: Actor, st: Standing, h: Hazard, note:
         raise Refusal("already_supervised", by=h.supervised_by or "")
     h.supervised, h.supervised_by = True, actor.name
     _record(poster, actor, h, "supervise", h.status, note)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     await _announce(
         poster,
         actor,
@@ -378,7 +364,7 @@ async def supervise(poster: Poster, actor: Actor, st: Standing, h: Hazard, note:
         "supervise",
         h.status,
         note,
-        home_mentions=ar.staff + ar.members,
+        home_mentions=unite(ar.staff, ar.members),
         l2_mentions=ar.members,
         l1_mentions=[],
         up=True,
@@ -404,7 +390,7 @@ async def remind_overdue(poster: Poster, config: Config, h: Hazard, n: int, late
     if h.overdue_at is None:
         h.overdue_at = now
         _record(poster, Actor.system(), h, "overdue", h.status)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     home = await home_room(poster.session, h.code) or ar.ent_room
     if home:
         await poster.post(
@@ -416,7 +402,7 @@ async def remind_overdue(poster: Poster, config: Config, h: Hazard, n: int, late
             n=n,
             late=late,
             days=_days_over(h, now),
-            mentions=ar.staff + ar.members,
+            mentions=unite(ar.staff, ar.members),
         )
     await deadlines.next_hazard_reminder(poster.session, config, h, n + 1, now)
 
@@ -425,7 +411,7 @@ async def escalate_overdue(poster: Poster, h: Hazard, late: bool) -> None:
     """Tell the level-2 chief (and the level-1 chief for a major hazard) it is overdue."""
     now = datetime.now(UTC)
     _record(poster, Actor.system(), h, "overdue_escalate", h.status)
-    ar = await around(poster.session, h.enterprise_id)
+    ar = await circle_of(poster.session, h.enterprise_id)
     targets = [(ar.l2_room, ar.l2_chiefs)]
     if h.grade == MAJOR or h.supervised:
         targets.append((ar.l1_room, ar.l1_chiefs))

@@ -8,11 +8,20 @@ from typing import Any
 from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step, text_step
-from bot.words import future_day
+from bot.conversation import (
+    CHOICE,
+    DATE,
+    PHOTO,
+    TEXT,
+    Ask,
+    Conversation,
+    Incoming,
+    Step,
+    text_step,
+)
+from bot.words import FINISHED, choose, future_day, is_in, visible, which
 from handlers.cases import hazard_rules, history
 from handlers.cases.support import (
-    DONE_WORDS,
     Poster,
     Refusal,
     actor_of,
@@ -23,23 +32,14 @@ from handlers.cases.support import (
     pick_option,
     refuse,
     related_event_ids,
-    reportable_enterprises,
-    standing,
+    reportable,
 )
 from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
-from storage.cases import GENERAL, HAZARD, MAJOR, Hazard
-from storage.directory import ADMIN, ENTERPRISE_STAFF, L2_STAFF
-from storage.hazard_categories import OTHER, categories_for, pick
-from storage.models import Enterprise, Grid, RoleKind
-
-REPORTERS = ENTERPRISE_STAFF | L2_STAFF
-ROLES = REPORTERS | {
-    RoleKind.L1_CHIEF,
-    RoleKind.L1_OFFICE_DIRECTOR,
-    RoleKind.L1_OFFICE_MEMBER,
-    ADMIN,
-}
+from storage.cases import HAZARD, Hazard
+from storage.directory import GRID_STAFF, standing
+from storage.hazard_categories import OTHER, categories_for
+from storage.models import Enterprise, Grid
 
 # Words that name a step, in commands and as replies in a hazard's thread (longest first).
 ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -53,25 +53,40 @@ ACTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("close", ("销号", "close")),
     ("supervise", ("挂牌督办", "督办", "supervise")),
 )
-_SEP = r"(?:$|[\s:：,，。;；])"
+# What may follow the step's word: "确认！", "复查不通过，原因", or nothing.
+_PUNCT = ":：,，。;；!！~～、."
+_SEP = rf"(?:$|[\s{re.escape(_PUNCT)}])"
 _ACTION_RES = sorted(
     ((re.compile(re.escape(w) + _SEP, re.IGNORECASE), a) for a, ws in ACTIONS for w in ws),
     key=lambda p: -len(p[0].pattern),
 )
-GRADE_ANSWERS = {"1": GENERAL, "一般": GENERAL, "general": GENERAL}
-GRADE_ANSWERS |= {"2": MAJOR, "重大": MAJOR, "major": MAJOR}
-
-report_conv = Conversation("hazard")
-submit_conv = Conversation("hazard_submit")
+# The enterprise is asked only when the room does not say it, so the questions count 1/9 … 9/9
+# from "what" (a report from a visit starts at 2/9: the description is the visit's).
+report_conv = Conversation(
+    "hazard",
+    steps=[
+        Ask("enterprise", CHOICE, counted=False),
+        Ask("what", TEXT),
+        Ask("where", TEXT),
+        Ask("category", CHOICE),
+        Ask("grade", CHOICE),
+        Ask("photos", PHOTO),
+        Ask("measures", TEXT),
+        Ask("plan", TEXT),
+        Ask("responsible", TEXT),
+        Ask("deadline", DATE),
+    ],
+)
+submit_conv = Conversation("hazard_submit", steps=[Ask("photos", PHOTO)])
 
 
 def parse_action(text: str) -> tuple[str, str] | None:
     """'复查不通过，仍有堆放' → ('verify_fail', '仍有堆放'); None if no step is named."""
-    t = " ".join(text.split())
+    t = " ".join(visible(text).split())
     for pattern, action in _ACTION_RES:
         m = pattern.match(t)
         if m:
-            return action, t[m.end() :].strip(" :：,，。;；")
+            return action, t[m.end() :].strip(" " + _PUNCT)
     return None
 
 
@@ -101,7 +116,7 @@ def parse_action(text: str) -> tuple[str, str] | None:
         ),
     },
     args=(Arg({"zh_CN": "编号 操作", "en": "id action"}, required=False, rest=True, key="text"),),
-    roles=ROLES,
+    roles=GRID_STAFF,
 )
 async def hazard_command(ctx: CommandContext) -> None:
     text = (ctx.args.get("text") or "").strip()
@@ -182,7 +197,13 @@ async def start_report(ctx: CommandContext) -> None:
         return
     data = await _enterprise_data(ctx, ent)
     await conversation.start(ctx, report_conv, "what", data)
-    ctx.reply("hazard_ask", step="what", again=False, enterprise=ent.name)
+    ctx.reply(
+        "hazard_ask",
+        step="what",
+        again=False,
+        enterprise=ent.name,
+        progress=report_conv.progress("what"),
+    )
 
 
 async def start_from_visit(ctx: CommandContext, code: str) -> None:
@@ -194,7 +215,7 @@ async def start_from_visit(ctx: CommandContext, code: str) -> None:
     data = await _enterprise_data(ctx, ent)
     data["description"] = problem_text(ctx, visit)
     await conversation.start(ctx, report_conv, "where", data)
-    ctx.reply("hazard_ask", step="where", again=False)
+    ctx.reply("hazard_ask", step="where", again=False, progress=report_conv.progress("where"))
 
 
 async def _enterprise_data(ctx: CommandContext, ent: Enterprise) -> dict[str, Any]:
@@ -204,8 +225,7 @@ async def _enterprise_data(ctx: CommandContext, ent: Enterprise) -> dict[str, An
 
 
 def _ask(step: Step, name: str, again: bool = False, **values: Any) -> None:
-    step.goto(name)
-    step.reply("hazard_ask", step=name, again=again, **values)
+    step.ask(name, "hazard_ask", step=name, again=again, **values)
 
 
 @report_conv.step("enterprise")
@@ -242,7 +262,8 @@ async def ask_where(step: Step, msg: Incoming) -> None:
 async def ask_category(step: Step, msg: Incoming) -> None:
     options = tuple(step.data["categories"])
     text = msg.text
-    chosen = pick(options, text)
+    index = choose(options, text).one
+    chosen = options[index] if index is not None else None
     if chosen is None and text.startswith(OTHER) and len(text) > len(OTHER):
         chosen = f"{OTHER}：{text[len(OTHER) :].strip(' :：')}"
     if chosen is None:
@@ -254,7 +275,8 @@ async def ask_category(step: Step, msg: Incoming) -> None:
 
 @report_conv.step("grade")
 async def ask_grade(step: Step, msg: Incoming) -> None:
-    grade = GRADE_ANSWERS.get(msg.text.lower().removesuffix("隐患"))
+    # "1"/"2" as numbered in the question, or the grade's words (一般, 重大隐患 …).
+    grade = which(msg.text, hazard_rules.GRADE_WORDS, numbered=True)
     if grade is None:
         _ask(step, "grade", again=True)
         return
@@ -270,7 +292,7 @@ async def ask_photos(step: Step, msg: Incoming) -> None:
         step.data["photos"].append(photo)
         step.reply("case_photo_received", count=len(step.data["photos"]))
         return
-    if msg.text.lower() in DONE_WORDS:
+    if is_in(msg.text, FINISHED):
         _ask(step, "measures")
         return
     _ask(step, "photos", again=True)
@@ -293,7 +315,7 @@ async def ask_deadline(step: Step, msg: Incoming) -> None:
     if error is not None or day is None:
         _ask(step, "deadline", again=True, past=error == "past")
         return
-    options = await reportable_enterprises(ctx.session, ctx.identity)
+    options = await reportable(ctx)
     if all(e.id != step.data["enterprise_id"] for e in options):
         step.end()  # roles changed meanwhile
         refuse(step.reply, "no_enterprise", "", HAZARD)
@@ -346,7 +368,7 @@ async def submit_photos(step: Step, msg: Incoming) -> None:
         step.reply("case_photo_received", count=len(step.data["photos"]))
         return
     code = step.data["code"]
-    if msg.text.lower() not in DONE_WORDS or not step.data["photos"]:
+    if not is_in(msg.text, FINISHED) or not step.data["photos"]:
         step.reply("hazard_submit_ask", code=code, again=True)
         return
     step.end()

@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from bot.commands import KNOWN, Arg, command
 from bot.context import CommandContext
-from handlers.cases.support import refuse, visible_case, visible_enterprises
+from handlers.cases.support import refuse, visible_case
 from storage import cases
+from storage.directory import Action, enterprise_ids_in, reach
 from storage.models import Enterprise, RoomInfo
 
 # Lines shown by /overdue per kind; the rest is counted.
@@ -80,7 +81,7 @@ async def show(ctx: CommandContext, code: str) -> None:
 )
 async def overdue_command(ctx: CommandContext) -> None:
     now = datetime.now(UTC)
-    scope = await visible_enterprises(ctx.session, ctx.identity)
+    scope = await enterprise_ids_in(ctx.session, reach(ctx.identity, Action.SEE))
     hazards = await cases.overdue_hazards(ctx.session, now, scope)
     requests = await cases.overdue_requests(ctx.session, now, scope)
     ent_ids = {h.enterprise_id for h in hazards} | {r.enterprise_id for r in requests}

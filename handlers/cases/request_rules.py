@@ -12,29 +12,26 @@ from bot.config import Config
 from handlers.cases import deadlines
 from handlers.cases.support import (
     Actor,
-    Around,
     Poster,
     Refusal,
-    Standing,
-    around,
     home_room,
     reply_target,
 )
 from storage import cases
 from storage.cases import LEVELS, R_OPEN, R_RESOLVED, R_TAKEN, REQUEST, CaseRequest
-from storage.grid_contacts import Contact
+from storage.directory import Contact, EnterpriseCircle, Standing, circle_of, unite
 
 
-def handlers_at(ar: Around, level: str) -> list[Contact]:
+def handlers_at(ar: EnterpriseCircle, level: str) -> list[Contact]:
     """Who answers a request at a level (and is mentioned when it arrives there)."""
     if level == "member":
         return ar.members
     if level == "level2":
-        return ar.l2_chiefs + ar.l2_office
-    return ar.l1_chiefs + ar.l1_office
+        return unite(ar.l2_chiefs, ar.l2_office)
+    return unite(ar.l1_chiefs, ar.l1_office)
 
 
-def room_at(ar: Around, level: str) -> str | None:
+def room_at(ar: EnterpriseCircle, level: str) -> str | None:
     return ar.l1_room if level == "level1" else ar.l2_room
 
 
@@ -90,7 +87,7 @@ async def raise_request(
         room_id=actor.room_id,
         note=text,
     )
-    ar = await around(session, enterprise_id)
+    ar = await circle_of(session, enterprise_id)
     home = ar.ent_room or actor.room_id
     assert home is not None
     values = {"r": req, "ent": ar.enterprise}
@@ -114,7 +111,7 @@ async def _tell(
     poster: Poster,
     actor: Actor,
     req: CaseRequest,
-    ar: Around,
+    ar: EnterpriseCircle,
     action: str,
     from_state: str,
     note: str,
@@ -166,7 +163,7 @@ async def take(poster: Poster, actor: Actor, st: Standing, req: CaseRequest) -> 
     req.status, req.taken_by, req.taken_at = R_TAKEN, actor.name, datetime.now(UTC)
     _record(poster, actor, req, "take", old, "")
     await deadlines.unwatch_request(poster.session, req)
-    ar = await around(poster.session, req.enterprise_id)
+    ar = await circle_of(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, "take", old, "")
 
 
@@ -181,7 +178,7 @@ async def resolve(poster: Poster, actor: Actor, st: Standing, req: CaseRequest, 
     req.resolution, req.resolved_at = note, datetime.now(UTC)
     _record(poster, actor, req, "resolve", old, note)
     await deadlines.unwatch_request(poster.session, req)
-    ar = await around(poster.session, req.enterprise_id)
+    ar = await circle_of(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, "resolve", old, note)
     room = room_at(ar, req.level)
     if room and room != await home_room(poster.session, req.code):
@@ -222,7 +219,7 @@ async def pass_up(
     action = "auto_escalate" if auto else "escalate"
     _record(poster, actor, req, action, old, note)
     await deadlines.watch_request(poster.session, req)
-    ar = await around(poster.session, req.enterprise_id)
+    ar = await circle_of(poster.session, req.enterprise_id)
     await _tell(poster, actor, req, ar, action, old, note)
     room = room_at(ar, up)
     if room:
@@ -250,7 +247,7 @@ async def top_overdue(poster: Poster, req: CaseRequest, late: bool) -> None:
         actor_name=cases.SYSTEM,
         room_id=None,
     )
-    ar = await around(poster.session, req.enterprise_id)
+    ar = await circle_of(poster.session, req.enterprise_id)
     room = room_at(ar, req.level)
     if room:
         await poster.post(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bot import conversation
 from bot.commands import Arg, command
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step
+from bot.conversation import TEXT, Ask, Conversation, Incoming, Step
+from bot.words import normalize
 from handlers.cases import request_rules
 from handlers.cases.support import (
     Poster,
@@ -19,12 +20,13 @@ from handlers.cases.support import (
 from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
 from storage.cases import REQUEST, CaseRequest
-from storage.directory import ENTERPRISE_STAFF, L2_STAFF
-from storage.models import Enterprise, RoleKind
+from storage.directory import ENTERPRISE_STAFF, L1_ROLES, L2_STAFF, own_enterprises
+from storage.models import Enterprise
 
-HANDLERS = L2_STAFF | {RoleKind.L1_CHIEF, RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER}
+# Who takes and resolves requests: the level-2 and level-1 grids (not admins: no level holds).
+HANDLERS = L2_STAFF | L1_ROLES
 
-raise_conv = Conversation("escalate")
+raise_conv = Conversation("escalate", steps=[Ask("text", TEXT)])
 
 # Replies in a request's thread that act on it.
 REPLY_WORDS = {
@@ -159,7 +161,7 @@ async def act(ctx: CommandContext, code: str, action: str, note: str) -> None:
 async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str] | None:
     """Which enterprise a new request is for, and the level it starts at (replies if none)."""
     ident = ctx.identity
-    own = [r.enterprise for r in ident.roles if r.enterprise and r.kind in ENTERPRISE_STAFF]
+    own = own_enterprises(ident)
     if own:
         ent = await enterprise_here(ctx, own)
         if ent is not None:
@@ -197,7 +199,7 @@ async def ask_text(step: Step, msg: Incoming) -> None:
 async def on_reply(ctx: CommandContext, code: str, text: str) -> bool:
     """A reply in a request's thread: 受理 / 解决 答复 / 上报 [说明]; other chat is ignored."""
     word, _, rest = " ".join(text.split()).partition(" ")
-    action = REPLY_WORDS.get(word.lower())
+    action = REPLY_WORDS.get(normalize(word))
     if action is None:
         return False
     await act(ctx, code, action, rest)

@@ -1,4 +1,4 @@
-"""What hazards, requests and accidents share: who stands where, and posting into case threads.
+"""What hazards, requests and accidents share: visibility, actors, and posting into case threads.
 
 A case lives in a thread: the first message the bot posts about it in a room is the thread
 root there, and every later post about it in that room goes into that thread. The root's
@@ -14,60 +14,23 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import conversation
+from bot import conversation, outgoing
 from bot.context import CommandContext, Services
 from bot.conversation import Conversation, Incoming
+from bot.outgoing import Attachment, Outgoing
 from bot.scheduler import JobContext
-from storage import cases, outbox, rooms
-from storage import grid_contacts as gc
+from bot.words import choose
+from storage import cases, rooms
 from storage.cases import CaseRow
-from storage.directory import ENTERPRISE_STAFF, Identity
-from storage.grid_contacts import Contact, room_of
-from storage.models import Enterprise, Grid, OutboxMessage, RoleKind
+from storage.directory import Action, Contact, Standing, enterprises_in, reach, standing
+from storage.models import Enterprise, OutboxMessage
 
 C = TypeVar("C", bound=CaseRow)
 
-L1_OFFICE_KINDS = frozenset({RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER})
 IMAGE_TYPES = frozenset({"m.image"})
 
 
 # --- who stands where --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Standing:
-    """What the sender is to one enterprise."""
-
-    ent_staff: bool = False
-    serves: bool = False
-    l2_chief: bool = False
-    l2_office: bool = False
-    l1_chief: bool = False
-    l1_office: bool = False
-    admin: bool = False
-
-    @property
-    def sees(self) -> bool:
-        return any(
-            (
-                self.ent_staff,
-                self.serves,
-                self.l2_chief,
-                self.l2_office,
-                self.l1_chief,
-                self.l1_office,
-                self.admin,
-            )
-        )
-
-    @property
-    def l2_handler(self) -> bool:
-        """May act for the level-2 grid: a member serving the enterprise, its office or chief."""
-        return self.serves or self.l2_chief or self.l2_office
-
-    @property
-    def chief(self) -> bool:
-        return self.l2_chief or self.l1_chief
 
 
 async def visible_case(
@@ -88,73 +51,12 @@ async def visible_case(
     return row, ent, st
 
 
-async def standing(session: AsyncSession, ident: Identity, ent: Enterprise) -> Standing:
-    grid = await session.get(Grid, ent.grid_id)
-    l1_id = grid.parent_id if grid else None
-
-    def has(kinds: frozenset[str] | set[str], grid_id: int | None = None) -> bool:
-        for r in ident.roles:
-            if r.kind not in kinds:
-                continue
-            if grid_id is None and r.enterprise is not None and r.enterprise.id == ent.id:
-                return True
-            if grid_id is not None and r.grid is not None and r.grid.id == grid_id:
-                return True
-        return False
-
-    return Standing(
-        ent_staff=has(ENTERPRISE_STAFF),
-        serves=any(e.id == ent.id for e in ident.served),
-        l2_chief=has({RoleKind.L2_CHIEF}, ent.grid_id),
-        l2_office=has({RoleKind.L2_OFFICE_MEMBER}, ent.grid_id),
-        l1_chief=l1_id is not None and has({RoleKind.L1_CHIEF}, l1_id),
-        l1_office=l1_id is not None and has(L1_OFFICE_KINDS, l1_id),
-        admin=ident.is_admin,
-    )
-
-
-async def visible_enterprises(session: AsyncSession, ident: Identity) -> set[int] | None:
-    """Ids of the enterprises whose cases the sender may see; None = all (admins)."""
-    if ident.is_admin:
-        return None
-    own = {r.enterprise.id for r in ident.roles if r.enterprise and r.kind in ENTERPRISE_STAFF}
-    own |= {e.id for e in ident.served}
-    l2 = {
-        r.grid.id
-        for r in ident.roles
-        if r.grid and r.kind in (RoleKind.L2_CHIEF, RoleKind.L2_OFFICE_MEMBER)
-    }
-    l1 = {
-        r.grid.id
-        for r in ident.roles
-        if r.grid and r.kind in ({RoleKind.L1_CHIEF} | L1_OFFICE_KINDS)
-    }
-    return await cases.visible_enterprise_ids(session, own=own, l2_grids=l2, l1_grids=l1)
-
-
-async def reportable_enterprises(session: AsyncSession, ident: Identity) -> list[Enterprise]:
-    """Enterprises the sender may report for: their own, those they serve, their grids'."""
-    ids = {r.enterprise.id for r in ident.roles if r.enterprise and r.kind in ENTERPRISE_STAFF}
-    ids |= {e.id for e in ident.served}
-    l2 = {
-        r.grid.id
-        for r in ident.roles
-        if r.grid and r.kind in (RoleKind.L2_CHIEF, RoleKind.L2_OFFICE_MEMBER)
-    }
-    q = select(Enterprise).where(Enterprise.active.is_(True))
-    if l2:
-        q = q.where(Enterprise.id.in_(ids) | Enterprise.grid_id.in_(l2))
-    else:
-        q = q.where(Enterprise.id.in_(ids or {-1}))
-    return list(await session.scalars(q.order_by(Enterprise.name)))
-
-
 async def enterprise_or_ask(
     ctx: CommandContext, conv: Conversation, kind: str, template: str
 ) -> Enterprise | None:
     """The enterprise a new report is for (this room's, or the sender's only one). When that is
     unclear, start ``conv`` at its "enterprise" step with the choices and return None."""
-    options = await reportable_enterprises(ctx.session, ctx.identity)
+    options = await reportable(ctx)
     if not options:
         refuse(ctx.reply, "no_enterprise", "", kind)
         return None
@@ -162,8 +64,14 @@ async def enterprise_or_ask(
     if ent is None:
         data: dict[str, Any] = {"options": [[e.id, e.name] for e in options]}
         await conversation.start(ctx, conv, "enterprise", data)
-        ctx.reply(template, step="enterprise", again=False, **data)
+        progress = conv.progress("enterprise")
+        ctx.reply(template, step="enterprise", again=False, progress=progress, **data)
     return ent
+
+
+async def reportable(ctx: CommandContext) -> list[Enterprise]:
+    """The enterprises the sender may report for (RULES[REPORT]), as a pick list shows them."""
+    return await enterprises_in(ctx.session, reach(ctx.identity, Action.REPORT), by_name=True)
 
 
 async def enterprise_here(ctx: CommandContext, options: list[Enterprise]) -> Enterprise | None:
@@ -177,15 +85,12 @@ async def enterprise_here(ctx: CommandContext, options: list[Enterprise]) -> Ent
 
 
 def pick_option(options: list[list[Any]], text: str) -> list[Any] | None:
-    t = text.strip().rstrip(".、。")
-    if t.isdigit() and 1 <= int(t) <= len(options):
-        return options[int(t) - 1]
-    return next((o for o in options if o[1] == t), None)
+    """The [id, name] picked by number ("2", "２") or by (part of) its name, as everywhere."""
+    index = choose([o[1] for o in options], text).one
+    return options[index] if index is not None else None
 
 
 # --- small parsing helpers ---------------------------------------------------------------------
-
-DONE_WORDS = frozenset({"完成", "好了", "完毕", "没有", "无", "跳过", "done", "skip", "none"})
 
 
 def photo_of(msg: Incoming, sender: str) -> dict[str, Any] | None:
@@ -250,34 +155,30 @@ class Poster:
         *,
         mentions: list[Contact] | tuple[Contact, ...] = (),
         reply_to: str | None = None,
-        msgtype: str = "m.notice",
-        extra: dict[str, Any] | None = None,
+        rings: bool = False,
+        attachment: Attachment | None = None,
         **values: Any,
     ) -> OutboxMessage:
-        """Post into room_id: in the case's thread there if it has one, else as its root."""
-        rendered = self.services.messages.render(
-            self.services.config.language,
+        """Post into room_id: in the case's thread there if it has one, else as its root.
+        The sender threads it under the root once the root is sent (see bot.outgoing)."""
+        root = await cases.root_message(self.session, code, room_id)
+        message = Outgoing(
+            room_id,
             template,
-            code=code,
-            mentions=list(mentions),
-            tz=self.services.config.tz,
-            **values,
+            {"code": code, "mentions": list(mentions), "tz": self.services.config.tz, **values},
+            mentions=[c.user_id for c in mentions if c.user_id],
+            rings=rings,
+            thread_root=root,
+            reply_to=reply_to if root is not None else None,
+            attachment=attachment,
         )
-        content = rendered.content(msgtype)
-        content.update(extra or {})
-        content["m.mentions"] = {"user_ids": sorted({c.user_id for c in mentions if c.user_id})}
-        root = await cases.root_post(self.session, code, room_id)
-        root_event = await cases.post_event_id(self.session, root) if root else None
-        if root_event:
-            content["m.relates_to"] = {
-                "rel_type": "m.thread",
-                "event_id": root_event,
-                "is_falling_back": reply_to is None,
-                "m.in_reply_to": {"event_id": reply_to or root_event},
-            }
-        elif reply_to and root is not None:
-            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
-        msg = outbox.enqueue(self.session, room_id, content, cause=self.cause)
+        msg = outgoing.queue(
+            self.session,
+            self.services.messages,
+            message,
+            locale=self.services.config.language,
+            cause=self.cause,
+        )
         await self.session.flush()
         cases.add_post(self.session, msg, code, is_root=root is None)
         self.sent.append(msg)
@@ -292,12 +193,7 @@ class Poster:
                 code,
                 room_id,
                 "case_photo",
-                msgtype="m.image",
-                extra={
-                    "url": photo["url"],
-                    "info": photo.get("info") or {},
-                    "filename": photo["name"],
-                },
+                attachment=Attachment.from_media({**photo, "msgtype": "m.image"}),
                 stage=stage,
                 index=i,
                 total=len(photos),
@@ -322,12 +218,7 @@ async def in_case_thread(ctx: CommandContext, code: str) -> bool:
     return await cases.code_for_event(ctx.session, related) == code
 
 
-async def root_ready(session: AsyncSession, code: str, room_id: str) -> bool:
-    root = await cases.root_post(session, code, room_id)
-    return root is not None and await cases.post_event_id(session, root) is not None
-
-
-# --- actors, refusals and the people around an enterprise --------------------------------------
+# --- actors and refusals --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -363,42 +254,6 @@ class Refusal(Exception):
         super().__init__(reason)
         self.reason = reason
         self.values = values
-
-
-@dataclass
-class Around:
-    """The people and rooms around one enterprise, right now."""
-
-    enterprise: Enterprise
-    l1_grid_id: int | None
-    staff: list[Contact]
-    members: list[Contact]
-    l2_chiefs: list[Contact]
-    l2_office: list[Contact]
-    l1_chiefs: list[Contact]
-    l1_office: list[Contact]
-    ent_room: str | None
-    l2_room: str | None
-    l1_room: str | None
-
-
-async def around(session: AsyncSession, enterprise_id: int) -> Around:
-    ent = await session.get(Enterprise, enterprise_id)
-    assert ent is not None
-    l1 = await gc.l1_grid_of(session, ent)
-    return Around(
-        enterprise=ent,
-        l1_grid_id=l1,
-        staff=await gc.enterprise_staff(session, ent.id),
-        members=await gc.serving_members(session, ent.id),
-        l2_chiefs=await gc.l2_chiefs(session, ent.grid_id),
-        l2_office=await gc.l2_office(session, ent.grid_id),
-        l1_chiefs=await gc.l1_chiefs(session, l1),
-        l1_office=await gc.l1_office(session, l1),
-        ent_room=await room_of(session, "enterprise_room", enterprise_id=ent.id),
-        l2_room=await room_of(session, "l2_room", grid_id=ent.grid_id),
-        l1_room=await room_of(session, "l1_room", grid_id=l1) if l1 else None,
-    )
 
 
 def reply_target(actor: Actor, room_id: str) -> str | None:

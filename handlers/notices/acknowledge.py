@@ -14,20 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import words
 from bot.commands import DIRECT, ENTERPRISE_ROOM, Arg, ArgError, command, strip_reply_fallback
 from bot.context import CommandContext
-from handlers.notices.recipients import is_staff_of, staff_enterprise_ids
 from storage import notices as N
 from storage import rooms
-from storage.directory import ENTERPRISE_STAFF
+from storage.directory import ENTERPRISE_STAFF, is_staff_of, own_enterprise_ids
 from storage.models import Enterprise
 
 ACK_KEYS = frozenset({"✅", "👍", "✔"})
 _EMOJI_NOISE = re.compile("[\ufe0f\U0001f3fb-\U0001f3ff]")
-_NEGATED = re.compile(r"(没有|没|未|不|尚未)\s*(收到|知悉)")
-_ACK_WORDS = ("收到", "已阅", "知悉")
-_ACK_EN = re.compile(r"^(ok|okay|received|ack|acknowledged|roger|got it)[\s.!]*$")
-_MAX_ACK_TEXT = 200
 ACK_ROOMS = frozenset({ENTERPRISE_ROOM, DIRECT})
 
 
@@ -37,13 +33,8 @@ def normalize_key(key: str) -> str:
 
 
 def says_received(text: str) -> bool:
-    """Does a reply to a notice acknowledge it? (收到, 已收到！, 已阅, ok; not 没收到)."""
-    t = text.strip().lower()
-    if not t or len(t) > _MAX_ACK_TEXT or _NEGATED.search(t):
-        return False
-    if normalize_key(t) in ACK_KEYS:
-        return True
-    return any(w in t for w in _ACK_WORDS) or bool(_ACK_EN.match(t))
+    """Does a reply to a notice acknowledge it? (收到, 已收到！, 已阅, ok, ✅; not 没收到)."""
+    return normalize_key(text) in ACK_KEYS or words.says_received(text)
 
 
 def code_arg(text: str) -> str:
@@ -145,13 +136,13 @@ class NoticeAckHook:
             return True  # an outsider's ✅ (e.g. the grid member's) does not count; stay quiet
         result = await acknowledge(ctx, notice, target, N.BY_REACTION)
         if result.first:
-            msg = ctx.send(
+            ctx.send(
                 ctx.room_id,
                 "ack_result",
                 locale=ctx.services.config.language,  # the room's language, not the reactor's
+                reply_to=parent,
                 results=[result.as_dict(_tz(ctx))],
             )
-            msg.content["m.relates_to"] = {"m.in_reply_to": {"event_id": parent}}
         return True
 
     async def _reply(self, ctx: CommandContext, content: dict[str, Any]) -> bool:
@@ -195,7 +186,7 @@ class _Targets:
 async def _room_enterprises(ctx: CommandContext) -> tuple[list[int], _Targets | None]:
     """Enterprises the sender speaks for here, or the error to answer with."""
     if ctx.room_kind != ENTERPRISE_ROOM:
-        return staff_enterprise_ids(ctx.identity), None
+        return own_enterprise_ids(ctx.identity), None
     info = await rooms.get(ctx.session, ctx.room_id)
     eid = info.enterprise_id if info else None
     enterprise = await ctx.session.get(Enterprise, eid) if eid is not None else None

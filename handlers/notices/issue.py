@@ -22,36 +22,33 @@ from bot.commands import (
     tr,
 )
 from bot.context import CommandContext
-from bot.conversation import Conversation, Incoming, Step
+from bot.conversation import CONFIRM, TEXT, Ask, Conversation, Incoming, Step
+from bot.words import CANCEL, confirmed, is_in
 from handlers.notices.options import (
-    L1_ROLES,
     NOTICE_KIND_WORDS,
     REMIND_KIND_WORDS,
     Filter,
     OptionError,
-    Scope,
-    broadcast_scope,
-    notice_scope,
     parse_options,
     resolve,
 )
 from handlers.notices.publish import Draft, default_within_hours, preview, publish
 from storage import notices as N
-from storage.directory import L1_STAFF, Identity
-from storage.models import RoleKind
+from storage.directory import RULES, Action, Identity, enterprises_in, reach, roles_for
+from storage.models import Enterprise
 
 BROADCAST, NOTICE, REMIND = "broadcast", "notice", "remind"
+# Each command's reach is its action's row of the directory's RULES.
+ACTIONS = {BROADCAST: Action.BROADCAST, NOTICE: Action.NOTICE, REMIND: Action.REMIND}
 ISSUE_ROOMS = frozenset({DIRECT, L1_ROOM, L2_ROOM, ADMIN_ROOM})
-L2_ISSUERS = frozenset({RoleKind.L2_CHIEF, RoleKind.L2_MEMBER})
 MAX_ATTACHMENTS = 10
 PREVIEW_NAMES = 8
 
-CONFIRM_WORDS = frozenset({"确认", "确定", "发送", "发出", "是", "好", "ok", "yes", "y", "confirm"})
-CANCEL_WORDS = frozenset({"取消", "放弃", "不发", "否", "no", "n", "cancel"})
-
-broadcast_conv = Conversation(BROADCAST)
-notice_conv = Conversation(NOTICE)
-remind_conv = Conversation(REMIND)
+# The text (skipped when the command had it), then 确认 or 取消; files may come at either step.
+_STEPS = (Ask("text", TEXT), Ask("confirm", CONFIRM, counted=False))
+broadcast_conv = Conversation(BROADCAST, steps=_STEPS)
+notice_conv = Conversation(NOTICE, steps=_STEPS)
+remind_conv = Conversation(REMIND, steps=_STEPS)
 _CONVERSATIONS = {BROADCAST: broadcast_conv, NOTICE: notice_conv, REMIND: remind_conv}
 
 
@@ -94,7 +91,7 @@ _FILTER_HELP_EN = (
         + _FILTER_HELP_EN
         + " Then send files or images to attach; reply 确认 to send or 取消 to cancel.",
     },
-    roles=L1_STAFF,
+    roles=roles_for(Action.BROADCAST),
     rooms=ISSUE_ROOMS,
 )
 async def broadcast(ctx: CommandContext) -> None:
@@ -117,7 +114,7 @@ async def broadcast(ctx: CommandContext) -> None:
         "en": "A level-2 chief reaches the grid's enterprises, a member those they serve, e.g.\n"
         "/notice accident --within 24h\nCase: a lorry overturned…\n" + _FILTER_HELP_EN,
     },
-    roles=L2_ISSUERS,
+    roles=roles_for(Action.NOTICE),
     rooms=ISSUE_ROOMS,
 )
 async def notice(ctx: CommandContext) -> None:
@@ -140,7 +137,7 @@ async def notice(ctx: CommandContext) -> None:
         "en": "The kind is required: holiday, weather or special, e.g.\n"
         "/remind weather 渡口 --within 12h\nHeavy rain from tomorrow…\n" + _FILTER_HELP_EN,
     },
-    roles=L1_STAFF | L2_ISSUERS,
+    roles=roles_for(Action.REMIND),
     rooms=ISSUE_ROOMS,
 )
 async def remind(ctx: CommandContext) -> None:
@@ -150,23 +147,19 @@ async def remind(ctx: CommandContext) -> None:
 # --- starting ------------------------------------------------------------------------------------
 
 
-def _scope(origin: str, ident: Identity) -> Scope:
-    if origin == BROADCAST:
-        return broadcast_scope(ident)
-    if origin == NOTICE:
-        return notice_scope(ident)
-    return broadcast_scope(ident) | notice_scope(ident)
+async def _pool(ctx: CommandContext, origin: str) -> list[Enterprise]:
+    """Every enterprise the issuer reaches with this command, before the filter."""
+    return await enterprises_in(ctx.session, reach(ctx.identity, ACTIONS[origin]))
 
 
 def _issuer_role(origin: str, ident: Identity) -> tuple[str | None, str | None]:
     """The role the issuer speaks in, for the header of the post: (role kind, grid name)."""
     if ident.is_admin and origin != NOTICE:
         return "admin", None
-    chief, member = {RoleKind.L2_CHIEF}, {RoleKind.L2_MEMBER}
-    order = {BROADCAST: [L1_ROLES], NOTICE: [chief, member]}.get(origin, [L1_ROLES, chief, member])
-    for kinds in order:
+    # The first role of the command's rule the issuer holds (level 1 before level 2).
+    for kind in RULES[ACTIONS[origin]]:
         for r in ident.roles:
-            if r.kind in kinds:
+            if r.kind == kind:
                 return r.kind, r.grid.name if r.grid else None
     return None, None
 
@@ -192,7 +185,7 @@ async def _begin(ctx: CommandContext, origin: str) -> None:
                     "en": "say which reminder: holiday, weather or special",
                 }
             )
-        found = await resolve(ctx.session, _scope(origin, ctx.identity), opts.filter)
+        found = resolve(await _pool(ctx, origin), opts.filter)
     except OptionError as err:
         ctx.reply("notice_bad_options", reason=tr(err.reason, ctx.locale), origin=origin)
         return
@@ -217,9 +210,7 @@ async def _begin(ctx: CommandContext, origin: str) -> None:
 
 
 async def _prompt(ctx: CommandContext, data: dict[str, Any]) -> None:
-    found = await resolve(
-        ctx.session, _scope(data["origin"], ctx.identity), Filter.from_dict(data["filter"])
-    )
+    found = resolve(await _pool(ctx, data["origin"]), Filter.from_dict(data["filter"]))
     p = await preview(ctx.session, found.enterprises, data["within"], ctx.room_id)
     ctx.reply(
         "notice_confirm",
@@ -241,10 +232,6 @@ async def _prompt(ctx: CommandContext, data: dict[str, Any]) -> None:
 # --- conversation steps --------------------------------------------------------------------------
 
 
-def _word(text: str) -> str:
-    return text.strip().strip("。.!！~～ ").lower()
-
-
 def _attach(step: Step, msg: Incoming) -> None:
     files: list[dict[str, Any]] = step.data.setdefault("attachments", [])
     if len(files) >= MAX_ATTACHMENTS:
@@ -264,7 +251,7 @@ async def on_text(step: Step, msg: Incoming) -> None:
     if msg.is_media:
         _attach(step, msg)
         return
-    if _word(msg.text) in CANCEL_WORDS:
+    if is_in(msg.text, CANCEL):
         step.end()
         step.reply("conversation_cancelled", name=step.data["origin"])
         return
@@ -280,11 +267,11 @@ async def on_confirm(step: Step, msg: Incoming) -> None:
     if msg.is_media:
         _attach(step, msg)
         return
-    word = _word(msg.text)
-    if word in CANCEL_WORDS:
+    answer = confirmed(msg.text)
+    if answer is False:
         step.end()
         step.reply("conversation_cancelled", name=step.data["origin"])
-    elif word in CONFIRM_WORDS:
+    elif answer:
         step.end()
         await _send(step.ctx, step.data)
     else:
@@ -301,9 +288,7 @@ async def _send(ctx: CommandContext, data: dict[str, Any]) -> None:
     origin = data["origin"]
     try:
         # Resolved again: the roster may have changed while the issuer was typing.
-        found = await resolve(
-            ctx.session, _scope(origin, ctx.identity), Filter.from_dict(data["filter"])
-        )
+        found = resolve(await _pool(ctx, origin), Filter.from_dict(data["filter"]))
     except OptionError as err:
         ctx.reply("notice_bad_options", reason=tr(err.reason, ctx.locale), origin=origin)
         return

@@ -23,7 +23,7 @@ from bot import scheduler
 from bot.config import CalendarReminder
 from bot.context import Services
 from bot.scheduler import JobContext, job, planner
-from handlers.notices.options import Filter, Scope, resolve
+from handlers.notices.options import Filter, resolve
 from handlers.notices.publish import (
     DELIVERY_CHECK_SECONDS,
     JOB_CALENDAR,
@@ -37,17 +37,20 @@ from handlers.notices.publish import (
     queue,
     schedule_check,
 )
-from handlers.notices.recipients import (
-    Mention,
+from storage import notices as N
+from storage.directory import (
+    L2_ROOM,
+    Contact,
+    Reach,
     admin_rooms,
     enterprise_contacts,
+    enterprises_in,
     grid_names,
-    l2_chiefs,
-    l2_rooms,
-    serving_members,
+    holders_by_grid,
+    rooms_of,
+    serving_members_by_enterprise,
 )
-from storage import notices as N
-from storage.models import RoomInfo, ScheduledJob
+from storage.models import RoleKind, RoomInfo, ScheduledJob
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,8 @@ async def _issuer_rooms(session: AsyncSession, notice: N.Notice) -> list[str]:
     return [notice.issuer_room] if notice.issuer_room else await admin_rooms(session)
 
 
-def _issuer_mention(notice: N.Notice) -> list[Mention]:
-    return [Mention(notice.issuer, notice.issuer_name)] if notice.issuer else []
+def _issuer_mention(notice: N.Notice) -> list[Contact]:
+    return [Contact(notice.issuer_name, notice.issuer)] if notice.issuer else []
 
 
 def _local(ctx: JobContext, when: datetime) -> datetime:
@@ -324,11 +327,11 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
     if not by_grid:
         return
     grid_ids = [g for g in by_grid if g is not None]
-    rooms = await l2_rooms(ctx.session, grid_ids)
+    rooms = await rooms_of(ctx.session, L2_ROOM, grid_ids)
     names = await grid_names(ctx.session, grid_ids)
-    chiefs = await l2_chiefs(ctx.session, grid_ids)
-    members = await serving_members(
-        ctx.session, [t.enterprise_id for ts in by_grid.values() for t in ts]
+    chiefs = await holders_by_grid(ctx.session, {RoleKind.L2_CHIEF}, grid_ids, with_account=True)
+    members = await serving_members_by_enterprise(
+        ctx.session, [t.enterprise_id for ts in by_grid.values() for t in ts], with_account=True
     )
     unreachable: list[str] = []
     for grid_id, silent in by_grid.items():
@@ -349,7 +352,7 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
         if to_chief:
             mentions = grid_chiefs
         else:
-            mentions = [Mention(**m) for i in items for m in i["members"]]
+            mentions = [Contact(**m) for i in items for m in i["members"]]
             if unassigned:
                 mentions += grid_chiefs
         queue(
@@ -422,7 +425,8 @@ async def plan_calendar(session: AsyncSession, services: Services, now: datetime
 async def send_calendar_reminder(ctx: JobContext) -> None:
     entry = CalendarReminder.model_validate(ctx.payload)
     config = ctx.services.config
-    found = await resolve(ctx.session, Scope(everything=True), Filter(domains=list(entry.domains)))
+    everywhere = await enterprises_in(ctx.session, Reach(everything=True))
+    found = resolve(everywhere, Filter(domains=list(entry.domains)))
     if not found.enterprises:
         log.warning("calendar reminder %s reaches no enterprise", ctx.job.key)
         return

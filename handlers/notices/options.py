@@ -1,10 +1,9 @@
-"""Which enterprises a notice reaches: the issuer's scope, then the filter typed after the command.
+"""The option line of /broadcast, /notice and /remind, and the filter it applies.
 
-The first line of /broadcast, /notice and /remind holds options: a kind (部署要求…), filters
-(domains 客运/货运…, enterprise types, counties, enterprise names, bare or as ``县:芦溪县``),
-and ``--within 24h``. The scope comes from the issuer's roles: admins reach every enterprise,
-level-1 staff the enterprises of their level-1 grid, a level-2 chief those of their grid, a
-level-2 member those they serve.
+The first line holds options: a kind (部署要求…), filters (domains 客运/货运…, enterprise
+types, counties, enterprise names, bare or as ``县:芦溪县``), and ``--within 24h``. The filter
+narrows the enterprises the issuer reaches (storage.directory: RULES[BROADCAST / NOTICE /
+REMIND]) to those the notice goes to.
 """
 
 from __future__ import annotations
@@ -14,15 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
-
 from bot.commands import Text
 from bot.config import NOTICE_DOMAINS
 from storage import notices as N
-from storage.directory import Identity
-from storage.models import Enterprise, EnterpriseType, Grid, RoleKind
+from storage.models import Enterprise, EnterpriseType
 
 # Domain keyword → the enterprise type it means (DOMAIN.md: the six kinds in scope).
 DOMAIN_TYPES: dict[str, EnterpriseType] = dict(
@@ -247,94 +241,6 @@ def _classify(opts: Options, word: str, kind_words: dict[str, str]) -> None:
         opts.filter.words.append(word)
 
 
-# --- scope ---------------------------------------------------------------------------------------
-
-L1_ROLES = frozenset({RoleKind.L1_CHIEF, RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER})
-
-
-@dataclass
-class Scope:
-    """Enterprises an issuer may reach: everything (admins), or by grid and service."""
-
-    everything: bool = False
-    l1_grid_ids: set[int] = field(default_factory=set)
-    l2_grid_ids: set[int] = field(default_factory=set)
-    served_ids: set[int] = field(default_factory=set)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.everything or self.l1_grid_ids or self.l2_grid_ids or self.served_ids)
-
-    def __or__(self, other: Scope) -> Scope:
-        return Scope(
-            self.everything or other.everything,
-            self.l1_grid_ids | other.l1_grid_ids,
-            self.l2_grid_ids | other.l2_grid_ids,
-            self.served_ids | other.served_ids,
-        )
-
-
-def broadcast_scope(ident: Identity) -> Scope:
-    """/broadcast: admins everywhere, level-1 chief and office in their level-1 grid."""
-    scope = Scope(everything=ident.is_admin)
-    for r in ident.roles:
-        if r.kind in L1_ROLES and r.grid is not None:
-            scope.l1_grid_ids.add(r.grid.id)
-    return scope
-
-
-def notice_scope(ident: Identity) -> Scope:
-    """/notice: a level-2 chief their grid's enterprises, a level-2 member those served."""
-    scope = Scope()
-    for r in ident.roles:
-        if r.kind == RoleKind.L2_CHIEF and r.grid is not None:
-            scope.l2_grid_ids.add(r.grid.id)
-    if any(r.kind == RoleKind.L2_MEMBER for r in ident.roles):
-        scope.served_ids.update(e.id for e in ident.served)
-    return scope
-
-
-def oversight_scope(ident: Identity) -> Scope:
-    """Whose notices one may read: the union of both issuing scopes, plus level-2 offices."""
-    scope = broadcast_scope(ident) | notice_scope(ident)
-    for r in ident.roles:
-        if r.kind == RoleKind.L2_OFFICE_MEMBER and r.grid is not None:
-            scope.l2_grid_ids.add(r.grid.id)
-    return scope
-
-
-async def enterprises_in(session: AsyncSession, scope: Scope) -> list[Enterprise]:
-    if scope.empty:
-        return []
-    q = (
-        select(Enterprise)
-        .join(Grid, Grid.id == Enterprise.grid_id)
-        .where(Enterprise.active.is_(True))
-        .options(selectinload(Enterprise.unit), selectinload(Enterprise.grid))
-        .order_by(Enterprise.unit_id, Enterprise.grid_id, Enterprise.name)
-    )
-    if not scope.everything:
-        conds = []
-        if scope.l1_grid_ids:
-            conds.append(Grid.parent_id.in_(scope.l1_grid_ids))
-        if scope.l2_grid_ids:
-            conds.append(Enterprise.grid_id.in_(scope.l2_grid_ids))
-        if scope.served_ids:
-            conds.append(Enterprise.id.in_(scope.served_ids))
-        q = q.where(or_(*conds))
-    return list(await session.scalars(q))
-
-
-async def visible_enterprise_ids(session: AsyncSession, ident: Identity) -> set[int] | None:
-    """Enterprises whose notice records ``ident`` may read; None = all (admins)."""
-    scope = oversight_scope(ident)
-    if scope.everything:
-        return None
-    ids = {e.id for e in await enterprises_in(session, scope)}
-    ids.update(r.enterprise.id for r in ident.roles if r.enterprise is not None)
-    return ids
-
-
 # --- filter --------------------------------------------------------------------------------------
 
 
@@ -382,9 +288,9 @@ class Resolution:
     filter: Filter
 
 
-async def resolve(session: AsyncSession, scope: Scope, flt: Filter) -> Resolution:
-    """The enterprises of ``scope`` that pass ``flt``; unknown words raise OptionError."""
-    pool = await enterprises_in(session, scope)
+def resolve(pool: list[Enterprise], flt: Filter) -> Resolution:
+    """The enterprises of ``pool`` (the issuer's reach, with unit and grid loaded) that pass
+    ``flt``; unknown words raise OptionError."""
     flt = Filter.from_dict(flt.as_dict())
     units = {e.unit.name for e in pool if e.unit}
     for word in flt.words:

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import scheduler
 from bot.config import Config
 from bot.context import Services
-from handlers.notices.recipients import Mention, enterprise_contacts, enterprise_rooms, l2_rooms
 from storage import notices as N
 from storage import outbox
+from storage.directory import ENTERPRISE_ROOM, L2_ROOM, Contact, enterprise_contacts, rooms_of
 from storage.models import Enterprise, OutboxMessage
 
 # Job kinds (handled in handlers/notices/jobs.py).
@@ -51,7 +51,7 @@ def queue(
     locale: str,
     cause: str,
     msgtype: str = "m.notice",
-    mentions: list[Mention] | None = None,
+    mentions: list[Contact] | None = None,
     **values: Any,
 ) -> OutboxMessage:
     """Render a template into the outbox. Messages that must reach a person's phone are m.text:
@@ -105,8 +105,8 @@ class Preview:
 async def preview(
     session: AsyncSession, enterprises: list[Enterprise], within_hours: int, issuer_room: str
 ) -> Preview:
-    rooms = await enterprise_rooms(session, [e.id for e in enterprises])
-    grids = await l2_rooms(session, {e.grid_id for e in enterprises})
+    rooms = await rooms_of(session, ENTERPRISE_ROOM, [e.id for e in enterprises])
+    grids = await rooms_of(session, L2_ROOM, {e.grid_id for e in enterprises})
     return Preview(
         targets=len(enterprises),
         rooms=len(rooms),
@@ -150,7 +150,7 @@ async def publish(
     await session.flush()
 
     ids = [e.id for e in enterprises]
-    rooms = await enterprise_rooms(session, ids)
+    rooms = await rooms_of(session, ENTERPRISE_ROOM, ids)
     contacts = await enterprise_contacts(session, ids) if draft.mention_contacts else {}
     targets = [
         N.NoticeTarget(
@@ -198,7 +198,7 @@ async def publish(
     for e in enterprises:
         by_grid.setdefault(e.grid_id, []).append(e.name)
     copies = 0
-    for grid_id, room_id in (await l2_rooms(session, by_grid)).items():
+    for grid_id, room_id in (await rooms_of(session, L2_ROOM, by_grid)).items():
         if room_id == draft.issuer_room:
             continue
         msg = queue(

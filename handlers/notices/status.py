@@ -12,10 +12,8 @@ from bot.commands import KNOWN, Arg, ArgError, command
 from bot.context import CommandContext
 from handlers.notices.acknowledge import code_arg
 from handlers.notices.issue import ISSUE_ROOMS
-from handlers.notices.options import visible_enterprise_ids
-from handlers.notices.recipients import staff_enterprise_ids
 from storage import notices as N
-from storage.directory import L1_STAFF, L2_STAFF
+from storage.directory import Action, enterprise_ids_in, own_enterprise_ids, reach, roles_for
 
 PAGE_SIZE = 40  # rows per /status page: 300 rows would pass Matrix's 64 KiB event limit
 LIST_SIZE = 10
@@ -50,13 +48,13 @@ def _order(t: N.NoticeTarget, live: dict[int, str]) -> tuple[int, str, str]:
         "en": "e.g. /status N-2026-0001: delivery, acknowledgement time and person, feedback, "
         f"and the on-time rate, {PAGE_SIZE} enterprises a page, silent ones first.",
     },
-    roles=L1_STAFF | L2_STAFF,
+    roles=roles_for(Action.OVERSEE),
     rooms=ISSUE_ROOMS,
 )
 async def status(ctx: CommandContext) -> None:
     code = ctx.args["code"]
     notice = await N.by_code(ctx.session, code)
-    visible = await visible_enterprise_ids(ctx.session, ctx.identity)
+    visible = await enterprise_ids_in(ctx.session, reach(ctx.identity, Action.OVERSEE))
     targets = await N.targets_of(ctx.session, notice.id) if notice else []
     full = notice is not None and (visible is None or notice.issuer == ctx.sender)
     shown = targets if full else [t for t in targets if visible and t.enterprise_id in visible]
@@ -112,7 +110,7 @@ async def status(ctx: CommandContext) -> None:
     roles=KNOWN,
 )
 async def notices(ctx: CommandContext) -> None:
-    visible = await visible_enterprise_ids(ctx.session, ctx.identity)
+    visible = await enterprise_ids_in(ctx.session, reach(ctx.identity, Action.SEE))
     q = select(N.Notice).order_by(N.Notice.created_at.desc(), N.Notice.id.desc()).limit(LIST_SIZE)
     if visible is not None:
         reached = select(N.NoticeTarget.notice_id).where(N.NoticeTarget.enterprise_id.in_(visible))
@@ -158,7 +156,7 @@ async def notices(ctx: CommandContext) -> None:
 
 async def _own_states(ctx: CommandContext, notice_ids: list[int]) -> dict[int, bool]:
     """For enterprise staff: has their enterprise acknowledged each notice?"""
-    ent_ids = staff_enterprise_ids(ctx.identity)
+    ent_ids = own_enterprise_ids(ctx.identity)
     if not ent_ids:
         return {}
     rows = await ctx.session.execute(

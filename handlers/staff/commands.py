@@ -11,21 +11,33 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from bot import dates
 from bot.commands import ENTERPRISE_ROOM, Arg, command
 from bot.context import CommandContext
 from bot.provision.store import request_provisioning
 from bot.staff import StaffError, apply, deciders, declare, enterprise_staff, parse_code
+from bot.words import CONFIRM, which
 from storage import rooms
-from storage.directory import ENTERPRISE_STAFF, L2_STAFF
+from storage.directory import (
+    ENTERPRISE_STAFF,
+    L2_STAFF,
+    Action,
+    enterprise_ids_in,
+    may,
+    place_of,
+    reach,
+)
 from storage.models import Enterprise, RoleKind, StaffChange
 
-_CONFIRM = frozenset({"confirm", "确认", "ok"})
-_REJECT = frozenset({"reject", "驳回", "退回"})
-_CANCEL = frozenset({"cancel", "撤回", "撤销"})
-_LIST = frozenset({"list", "列表", "待确认"})
+# The first word of /staff: confirm with the one CONFIRM vocabulary; the others are staff's own.
+_ACTIONS = {
+    "confirm": CONFIRM,
+    "reject": frozenset({"reject", "驳回", "退回"}),
+    "withdraw": frozenset({"cancel", "取消", "撤回", "撤销"}),
+    "list": frozenset({"list", "列表", "待确认"}),
+}
 
 _CODE_ARG = Arg({"zh_CN": "编号", "en": "code"}, parse=parse_code, key="code")
 
@@ -52,21 +64,21 @@ _CODE_ARG = Arg({"zh_CN": "编号", "en": "code"}, parse=parse_code, key="code")
 async def staff(ctx: CommandContext) -> None:
     text = (ctx.args.get("text") or "").strip()
     head, rest = [*text.split(maxsplit=1), "", ""][:2]
-    word = head.lower()
+    action = which(head, _ACTIONS)
     try:
-        if word in _CONFIRM | _REJECT | _CANCEL:
+        if action in ("confirm", "reject", "withdraw"):
             code_text, _, reason = rest.strip().partition(" ")
             try:
                 code = parse_code(code_text)
             except ValueError:
                 raise StaffError("bad_code", value=code_text or "") from None
-            if word in _CONFIRM:
+            if action == "confirm":
                 await _confirm(ctx, code)
-            elif word in _REJECT:
+            elif action == "reject":
                 await _reject(ctx, code, reason.strip() or None)
             else:
                 await _cancel(ctx, code)
-        elif not text or word in _LIST:
+        elif not text or action == "list":
             await _list(ctx)
         else:
             await _declare(ctx, text)
@@ -123,11 +135,7 @@ async def _room_enterprise(ctx: CommandContext) -> Enterprise:
 
 async def _declare(ctx: CommandContext, text: str) -> None:
     enterprise = await _room_enterprise(ctx)
-    mine = any(
-        r.kind in ENTERPRISE_STAFF and r.enterprise and r.enterprise.id == enterprise.id
-        for r in ctx.identity.roles
-    )
-    if not mine:
+    if not may(ctx.identity, Action.DECLARE_STAFF, await place_of(ctx.session, enterprise)):
         raise StaffError("not_staff_here", enterprise=enterprise.name)
     items = await declare(ctx.session, enterprise.id, text)
     change = StaffChange(
@@ -164,8 +172,8 @@ async def _load(ctx: CommandContext, code: int) -> tuple[StaffChange, Enterprise
 
 
 async def _may_decide(ctx: CommandContext, enterprise: Enterprise, change: StaffChange) -> None:
-    who = await deciders(ctx.session, enterprise)
-    if ctx.sender not in {d.user_id for d in who}:
+    if not may(ctx.identity, Action.DECIDE_STAFF, await place_of(ctx.session, enterprise)):
+        who = await deciders(ctx.session, enterprise)
         raise StaffError(
             "not_decider",
             code=change.code,
@@ -233,21 +241,16 @@ def _announce(
 
 
 async def _list(ctx: CommandContext) -> None:
-    ids: set[int] = set()
+    # What the sender may declare or decide, and whatever concerns the room it is asked in.
+    concerned = reach(ctx.identity, Action.DECLARE_STAFF) | reach(ctx.identity, Action.DECIDE_STAFF)
+    ids = await enterprise_ids_in(ctx.session, concerned) or set()  # no "everything" in these
     info = await rooms.get(ctx.session, ctx.room_id)
     if ctx.room_kind == ENTERPRISE_ROOM and info is not None and info.enterprise_id:
         ids.add(info.enterprise_id)
-    ident = ctx.identity
-    ids.update(e.id for e in ident.served)
-    ids.update(r.enterprise.id for r in ident.roles if r.enterprise is not None)
-    chief_grids = [r.grid.id for r in ident.roles if r.kind == RoleKind.L2_CHIEF and r.grid]
     rows = await ctx.session.execute(
         select(StaffChange, Enterprise)
         .join(Enterprise, Enterprise.id == StaffChange.enterprise_id)
-        .where(
-            StaffChange.status == "pending",
-            or_(StaffChange.enterprise_id.in_(ids), Enterprise.grid_id.in_(chief_grids)),
-        )
+        .where(StaffChange.status == "pending", StaffChange.enterprise_id.in_(sorted(ids)))
         .order_by(StaffChange.id)
     )
     ctx.reply(

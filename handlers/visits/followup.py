@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from bot.context import CommandContext
+from storage.directory import serves
 from storage.models import Enterprise
 from storage.visits import Visit, get_visit
 
@@ -27,8 +28,7 @@ async def visit_to_follow(ctx: CommandContext, code: str) -> tuple[Visit, Enterp
         return None
     ident = ctx.identity
     own = ident.person is not None and ident.person.id == visit.person_id
-    serves = any(e.id == visit.enterprise_id for e in ident.served)
-    if not (own or serves):
+    if not (own or serves(ident, visit.enterprise_id)):
         ctx.reply("visit_followup", problem="not_yours", code=visit.code)
         return None
     if not visit.problems:

@@ -13,12 +13,9 @@ from typing import Any
 from bot import dates
 from bot.commands import DIRECT, GRID_ROOMS, Arg, ArgError, command, tr
 from bot.context import CommandContext
-from storage.directory import ADMIN, L1_STAFF, L2_STAFF
-from storage.models import Grid, RoleKind
-from storage.visit_reports import GridCoverage, coverage, level2_grids, pairs_for_month, rate
+from storage.directory import Action, level2_grids_in, reach, roles_for
+from storage.visit_reports import GridCoverage, coverage, pairs_for_month, rate
 
-L1_ROLES = frozenset(L1_STAFF - {ADMIN})
-L2_LEADS = frozenset({RoleKind.L2_CHIEF, RoleKind.L2_OFFICE_MEMBER})
 # Above this many member × enterprise pairs the table lists members only (a Matrix event
 # must stay well under 64 KiB).
 DETAIL_LIMIT = 150
@@ -43,7 +40,7 @@ _MONTH_ARG = Arg({"zh_CN": "月份", "en": "month"}, required=False, key="month"
         ),
     },
     args=(_MONTH_ARG,),
-    roles=L2_STAFF | L1_STAFF,
+    roles=roles_for(Action.COVERAGE) | roles_for(Action.VISIT),
     rooms=GRID_ROOMS | {DIRECT},
 )
 async def visits_report(ctx: CommandContext) -> None:
@@ -63,10 +60,11 @@ async def visits_report(ctx: CommandContext) -> None:
         return
     current = (year, month) == (today.year, today.month)
     upto = today if current else None
-    grids = await _scope(ctx)
-    if grids is None:
+    overseen = reach(ctx.identity, Action.COVERAGE)
+    if overseen.empty:  # a member: their own enterprises
         await _member_view(ctx, year, month, upto, current, today)
         return
+    grids = await level2_grids_in(ctx.session, overseen)
     table = await coverage(ctx.session, year, month, grids, upto=upto)
     ctx.reply("visits_table", **table_values(table, year, month, current))
 
@@ -82,21 +80,6 @@ def _month(text: str | None, today: date) -> tuple[int, int]:
     if parsed > (today.year, today.month):
         raise ArgError({"zh_CN": f"月份还没到：{text}", "en": f"that month is ahead: {text}"})
     return parsed
-
-
-async def _scope(ctx: CommandContext) -> list[Grid] | None:
-    """The level-2 grids the sender oversees, or None for a member's own view."""
-    ident = ctx.identity
-    kinds = ident.role_kinds
-    if ADMIN in kinds:
-        return await level2_grids(ctx.session)
-    l1 = {r.grid.id for r in ident.roles if r.kind in L1_ROLES and r.grid}
-    if l1:
-        return await level2_grids(ctx.session, parent_ids=l1)
-    l2 = {r.grid.id: r.grid for r in ident.roles if r.kind in L2_LEADS and r.grid}
-    if l2:
-        return sorted((g for g in l2.values() if g.active), key=lambda g: (g.name, g.id))
-    return None
 
 
 async def _member_view(

@@ -16,11 +16,10 @@ from typing import Any
 from bot import conversation, dates
 from bot.commands import DIRECT, GRID_ROOMS, command
 from bot.context import CommandContext
-from bot.conversation import Incoming, Step
-from bot.words import NO, SKIP, YES, choose, is_in, past_day, split_names
-from storage.directory import ADMIN, L1_STAFF
-from storage.models import Grid, RoleKind
-from storage.visit_reports import level2_grids
+from bot.conversation import CHOICE, CONFIRM, DATE, FILE, TEXT, Ask, Conversation, Incoming, Step
+from bot.words import SKIP, choose, confirmed, is_in, past_day, split_names
+from storage.directory import L1_ROLES, L1_STAFF, Reach, held_grids, level2_grids_in
+from storage.models import RoleKind
 from storage.visits import (
     MEETING_PREFIX,
     TRAINING_PREFIX,
@@ -31,13 +30,30 @@ from storage.visits import (
     next_code,
 )
 
-meeting_conv = conversation.Conversation("meeting")
-training_conv = conversation.Conversation("training")
+# Each is asked in this order, skipping what is known (the grid of a chief with one grid);
+# the summary last.
+meeting_conv = Conversation(
+    "meeting",
+    steps=[
+        Ask("grid", CHOICE, counted=False),
+        Ask("date", DATE),
+        Ask("attendees", TEXT),
+        Ask("topics", TEXT),
+        Ask("decisions", TEXT),
+        Ask("minutes", FILE),
+        Ask("confirm", CONFIRM, counted=False),
+    ],
+)
+training_conv = Conversation(
+    "training",
+    steps=[
+        Ask("date", DATE),
+        Ask("topic", TEXT),
+        Ask("attendees", TEXT),
+        Ask("confirm", CONFIRM, counted=False),
+    ],
+)
 ROOMS = GRID_ROOMS | {DIRECT}
-L1_ROLES = frozenset(L1_STAFF - {ADMIN})
-
-MEETING_FIELDS = ("grid", "date", "attendees", "topics", "decisions", "minutes")
-TRAINING_FIELDS = ("date", "topic", "attendees")
 
 
 @command(
@@ -59,11 +75,11 @@ TRAINING_FIELDS = ("date", "topic", "attendees")
     rooms=ROOMS,
 )
 async def meeting(ctx: CommandContext) -> None:
-    grids = _chief_grids(ctx)
+    grids = [g for g in held_grids(ctx.identity, {RoleKind.L2_CHIEF}) if g.active]
     data: dict[str, Any] = {"choices": [[g.id, g.name] for g in grids]}
     if len(grids) == 1:
         data["grid_id"], data["grid"] = grids[0].id, grids[0].name
-    state = _ask(ctx, "meeting", MEETING_FIELDS, data)
+    state = _ask(ctx, meeting_conv, data)
     await conversation.start(ctx, meeting_conv, state, data)
 
 
@@ -85,7 +101,7 @@ async def meeting(ctx: CommandContext) -> None:
     rooms=ROOMS,
 )
 async def training(ctx: CommandContext) -> None:
-    state = _ask(ctx, "training", TRAINING_FIELDS, {})
+    state = _ask(ctx, training_conv, {})
     await conversation.start(ctx, training_conv, state, {})
 
 
@@ -97,15 +113,15 @@ async def meeting_grid(step: Step, msg: Incoming) -> None:
     names = [name for _id, name in step.data["choices"]]
     picked = choose(names, msg.text) if not msg.is_media else None
     if picked is None or picked.one is None:
-        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="pick"))
+        step.goto(_ask(step.ctx, meeting_conv, step.data, error="pick"))
         return
     step.data["grid_id"], step.data["grid"] = step.data["choices"][picked.one]
-    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+    step.goto(_ask(step.ctx, meeting_conv, step.data))
 
 
 @meeting_conv.step("date")
 async def meeting_date(step: Step, msg: Incoming) -> None:
-    _take_date(step, msg, "meeting", MEETING_FIELDS)
+    _take_date(step, msg)
 
 
 @meeting_conv.step("attendees")
@@ -113,10 +129,10 @@ async def meeting_date(step: Step, msg: Incoming) -> None:
 @meeting_conv.step("decisions")
 async def meeting_text(step: Step, msg: Incoming) -> None:
     if msg.is_media or not msg.text:
-        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="need_text"))
+        step.goto(_ask(step.ctx, meeting_conv, step.data, error="need_text"))
         return
     step.data[step.state] = msg.text
-    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+    step.goto(_ask(step.ctx, meeting_conv, step.data))
 
 
 @meeting_conv.step("minutes")
@@ -131,14 +147,14 @@ async def meeting_minutes(step: Step, msg: Incoming) -> None:
     elif is_in(msg.text, SKIP):
         step.data["minutes"] = None
     else:
-        step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data, error="not_file"))
+        step.goto(_ask(step.ctx, meeting_conv, step.data, error="not_file"))
         return
-    step.goto(_ask(step.ctx, "meeting", MEETING_FIELDS, step.data))
+    step.goto(_ask(step.ctx, meeting_conv, step.data))
 
 
 @meeting_conv.step("confirm")
 async def meeting_confirm(step: Step, msg: Incoming) -> None:
-    if await _confirm(step, msg, "meeting", MEETING_FIELDS):
+    if await _confirm(step, msg):
         await _save_meeting(step.ctx, step.data, msg)
 
 
@@ -147,45 +163,47 @@ async def meeting_confirm(step: Step, msg: Incoming) -> None:
 
 @training_conv.step("date")
 async def training_date(step: Step, msg: Incoming) -> None:
-    _take_date(step, msg, "training", TRAINING_FIELDS)
+    _take_date(step, msg)
 
 
 @training_conv.step("topic")
 async def training_topic(step: Step, msg: Incoming) -> None:
     if msg.is_media or not msg.text:
-        step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data, error="need_text"))
+        step.goto(_ask(step.ctx, training_conv, step.data, error="need_text"))
         return
     step.data["topic"] = msg.text
-    step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data))
+    step.goto(_ask(step.ctx, training_conv, step.data))
 
 
 @training_conv.step("attendees")
 async def training_attendees(step: Step, msg: Incoming) -> None:
     names = split_names(msg.text) if not msg.is_media else []
     if not names:
-        step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data, error="no_names"))
+        step.goto(_ask(step.ctx, training_conv, step.data, error="no_names"))
         return
     matched = await match_people(step.ctx.session, names, await _county_grids(step.ctx))
     step.data["attendees_text"] = msg.text
     step.data["attendees"] = [[name, matched[name]] for name in names]
-    step.goto(_ask(step.ctx, "training", TRAINING_FIELDS, step.data))
+    step.goto(_ask(step.ctx, training_conv, step.data))
 
 
 @training_conv.step("confirm")
 async def training_confirm(step: Step, msg: Incoming) -> None:
-    if await _confirm(step, msg, "training", TRAINING_FIELDS):
+    if await _confirm(step, msg):
         await _save_training(step.ctx, step.data, msg)
 
 
 # --- shared ----------------------------------------------------------------------------------
 
 
-def _ask(
-    ctx: CommandContext, kind: str, fields: tuple[str, ...], data: dict[str, Any], **extra: Any
-) -> str:
-    """Ask the first field not yet in ``data`` (or show the summary); returns the step name."""
+def _ask(ctx: CommandContext, conv: Conversation, data: dict[str, Any], **extra: Any) -> str:
+    """Ask the first declared field not yet in ``data`` (or show the summary, the last step);
+    returns the step name."""
+    kind = conv.name
+    fields = [a.name for a in conv.steps if a.name != "confirm"]
     state = next((f for f in fields if f not in data and f + "_id" not in data), "confirm")
     values: dict[str, Any] = {"error": None, "answer": None, **extra}
+    values["progress"] = conv.progress(state)
     if state == "grid":
         values["choices"] = [name for _id, name in data["choices"]]
     if state == "confirm":
@@ -217,50 +235,40 @@ def _summary(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _take_date(step: Step, msg: Incoming, kind: str, fields: tuple[str, ...]) -> None:
+def _take_date(step: Step, msg: Incoming) -> None:
+    conv = step.conversation
     if msg.is_media:
-        step.goto(_ask(step.ctx, kind, fields, step.data, error="need_text"))
+        step.goto(_ask(step.ctx, conv, step.data, error="need_text"))
         return
     day, error = past_day(msg.text, dates.today(step.ctx.services.config.tz))
     if error or day is None:
-        step.goto(_ask(step.ctx, kind, fields, step.data, error=error, answer=msg.text))
+        step.goto(_ask(step.ctx, conv, step.data, error=error, answer=msg.text))
         return
     step.data["date"] = day.isoformat()
-    step.goto(_ask(step.ctx, kind, fields, step.data))
+    step.goto(_ask(step.ctx, conv, step.data))
 
 
-async def _confirm(step: Step, msg: Incoming, kind: str, fields: tuple[str, ...]) -> bool:
+async def _confirm(step: Step, msg: Incoming) -> bool:
     """True when the answer is yes (the caller saves); handles no and anything else."""
-    if not msg.is_media and is_in(msg.text, YES):
+    answer = None if msg.is_media else confirmed(msg.text)
+    if answer:
         step.end()
         return True
-    if not msg.is_media and is_in(msg.text, NO):
+    if answer is False:
         step.end()
-        step.reply("conversation_cancelled", name=kind)
+        step.reply("conversation_cancelled", name=step.conversation.name)
         return False
-    step.goto(_ask(step.ctx, kind, fields, step.data, error="confirm_hint"))
+    step.goto(_ask(step.ctx, step.conversation, step.data, error="confirm_hint"))
     return False
 
 
-def _chief_grids(ctx: CommandContext) -> list[Grid]:
-    grids = {
-        r.grid.id: r.grid
-        for r in ctx.identity.roles
-        if r.kind == RoleKind.L2_CHIEF and r.grid and r.grid.active
-    }
-    return sorted(grids.values(), key=lambda g: (g.name, g.id))
-
-
-def _l1_grid(ctx: CommandContext) -> Grid | None:
-    return next((r.grid for r in ctx.identity.roles if r.kind in L1_ROLES and r.grid), None)
-
-
 async def _county_grids(ctx: CommandContext) -> set[int] | None:
-    """The recorder's level-1 grid and its level-2 grids, where names are matched first."""
-    l1 = _l1_grid(ctx)
-    if l1 is None:
+    """The recorder's level-1 grid(s) and their level-2 grids, where names are matched first."""
+    l1 = {g.id for g in held_grids(ctx.identity, L1_ROLES)}
+    if not l1:
         return None
-    return {l1.id, *(g.id for g in await level2_grids(ctx.session, parent_ids=[l1.id]))}
+    under = await level2_grids_in(ctx.session, Reach(l1_grids=frozenset(l1)))
+    return l1 | {g.id for g in under}
 
 
 async def _save_meeting(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> None:
@@ -288,7 +296,7 @@ async def _save_meeting(ctx: CommandContext, data: dict[str, Any], msg: Incoming
 async def _save_training(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> None:
     today = dates.today(ctx.services.config.tz)
     code = await next_code(ctx.session, TRAINING_PREFIX, today.year)
-    l1 = _l1_grid(ctx)
+    l1 = next(iter(held_grids(ctx.identity, L1_ROLES)), None)
     record = Training(
         code=code,
         grid_id=l1.id if l1 else None,

@@ -36,19 +36,12 @@ from bot.context import Services
 from bot.dates import month_bounds, quarter_of
 from bot.scheduler import JobContext
 from handlers.visits.listing import table_values
-from storage.models import Grid, Person, RoleKind, ScheduledJob
+from storage.directory import L1_OFFICE, L1_ROOM, L2_ROOM, Contact, holders, room_of
+from storage.models import Grid, RoleKind, ScheduledJob
 from storage.visit_reports import coverage, level2_grids, pairs_for_month
-from storage.visits import (
-    direct_room_with,
-    language_of,
-    meeting_grids_in,
-    people_with_role,
-    room_of,
-)
+from storage.visits import direct_room_with, language_of, meeting_grids_in
 
 log = logging.getLogger(__name__)
-
-L1_OFFICE = {RoleKind.L1_OFFICE_DIRECTOR, RoleKind.L1_OFFICE_MEMBER}
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -141,7 +134,7 @@ async def visit_reminder(ctx: JobContext) -> None:
             "last_day": last,
             "days_left": (last - today).days,
         }
-        room = await room_of(ctx.session, "l2_room", grid_id=grid.id)
+        room = await room_of(ctx.session, L2_ROOM, grid.id)
         if room is not None:
             ids = [m["user_id"] for m in members if m["user_id"]]
             ctx.send(room, "visit_reminder", mentions=ids, members=members, **values)
@@ -163,16 +156,16 @@ async def visit_gaps(ctx: JobContext) -> None:
         if not cov.members and not cov.unserved:
             continue
         values = table_values([cov], year, month, current=False)
-        chiefs = await people_with_role(ctx.session, grid.id, {RoleKind.L2_CHIEF})
-        room = await room_of(ctx.session, "l2_room", grid_id=grid.id)
+        chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
+        room = await room_of(ctx.session, L2_ROOM, grid.id)
         await _tell(ctx, room, chiefs, "visit_gaps", scope=grid.name, level=2, **values)
     for parent_id, children in by_parent.items():
         parent = await ctx.session.get(Grid, parent_id)
         if parent is None or not parent.active:
             continue
         values = table_values([table[g.id] for g in children], year, month, current=False)
-        office = await people_with_role(ctx.session, parent_id, L1_OFFICE)
-        room = await room_of(ctx.session, "l1_room", grid_id=parent_id)
+        office = await holders(ctx.session, L1_OFFICE, grid_id=parent_id)
+        room = await room_of(ctx.session, L1_ROOM, parent_id)
         await _tell(ctx, room, office, "visit_gaps", scope=parent.name, level=1, **values)
 
 
@@ -193,8 +186,8 @@ async def meeting_reminder(ctx: JobContext) -> None:
     for grid in await level2_grids(ctx.session):
         if grid.id in held:
             continue
-        chiefs = await people_with_role(ctx.session, grid.id, {RoleKind.L2_CHIEF})
-        room = await room_of(ctx.session, "l2_room", grid_id=grid.id)
+        chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
+        room = await room_of(ctx.session, L2_ROOM, grid.id)
         await _tell(
             ctx,
             room,
@@ -223,10 +216,10 @@ async def meeting_gaps(ctx: JobContext) -> None:
         missing = []
         for grid in children:
             if grid.id not in held:
-                chiefs = await people_with_role(ctx.session, grid.id, {RoleKind.L2_CHIEF})
+                chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
                 missing.append({"grid": grid.name, "chiefs": [p.name for p in chiefs]})
-        chiefs = await people_with_role(ctx.session, parent.id, {RoleKind.L1_CHIEF})
-        room = await room_of(ctx.session, "l1_room", grid_id=parent.id)
+        chiefs = await holders(ctx.session, {RoleKind.L1_CHIEF}, grid_id=parent.id)
+        room = await room_of(ctx.session, L1_ROOM, parent.id)
         await _tell(
             ctx,
             room,
@@ -271,21 +264,21 @@ async def _superseded(ctx: JobContext) -> bool:
 async def _tell(
     ctx: JobContext,
     room: str | None,
-    people: list[Person],
+    people: list[Contact],
     template: str,
     **values: Any,
 ) -> None:
     """One message in ``room`` mentioning ``people``, or else one in each one's direct chat."""
-    ids = [p.matrix_id for p in people if p.matrix_id]
+    ids = [p.user_id for p in people if p.user_id]
     if room is not None:
         ctx.send(room, template, mentions=ids, people=_named(people), **values)
         return
     for p in people:
-        await _send_direct(ctx, p.matrix_id, template, people=_named([p]), **values)
+        await _send_direct(ctx, p.user_id, template, people=_named([p]), **values)
 
 
-def _named(people: list[Person]) -> list[dict[str, Any]]:
-    return [{"name": p.name, "user_id": p.matrix_id} for p in people]
+def _named(people: list[Contact]) -> list[dict[str, Any]]:
+    return [p.as_dict() for p in people]
 
 
 async def _send_direct(ctx: JobContext, user_id: str | None, template: str, **values: Any) -> None:

@@ -18,20 +18,31 @@ from typing import Any
 from bot import conversation, dates
 from bot.commands import DIRECT, ENTERPRISE_ROOM, GRID_ROOMS, Arg, command
 from bot.context import CommandContext
-from bot.conversation import Incoming, Step
-from bot.words import DONE, NO, NONE, SKIP, YES, choose, is_in, past_day, says_no_problem
+from bot.conversation import CHOICE, CONFIRM, DATE, PHOTO, TEXT, Ask, Incoming, Step
+from bot.words import FINISHED, NONE, choose, confirmed, is_in, past_day, says_no_problem
 from storage import rooms
-from storage.models import RoleKind
+from storage.directory import Action, at_hand, roles_for, room_of
 from storage.visits import (
     VISIT_PREFIX,
     Visit,
     assignment_on,
     current_since,
     next_code,
-    room_of,
 )
 
-conv = conversation.Conversation("visit")
+# The enterprise is often preset (its room, or the only one served) and the summary is no
+# question, so neither counts in the progress.
+conv = conversation.Conversation(
+    "visit",
+    steps=[
+        Ask("enterprise", CHOICE, counted=False),
+        Ask("date", DATE),
+        Ask("checked", TEXT),
+        Ask("problems", TEXT),
+        Ask("photos", PHOTO),
+        Ask("confirm", CONFIRM, counted=False),
+    ],
+)
 VISIT_ROOMS = GRID_ROOMS | {DIRECT}
 
 
@@ -66,11 +77,11 @@ VISIT_ROOMS = GRID_ROOMS | {DIRECT}
             key="text",
         ),
     ),
-    roles=frozenset({RoleKind.L2_MEMBER}),
+    roles=roles_for(Action.VISIT),
     rooms=VISIT_ROOMS,
 )
 async def visit(ctx: CommandContext) -> None:
-    served = ctx.identity.served
+    served = at_hand(ctx.identity, Action.VISIT)
     if not served:
         ctx.reply("visit_no_enterprises")
         return
@@ -155,7 +166,7 @@ async def step_photos(step: Step, msg: Incoming) -> None:
     if msg.is_media:
         _add_photo(step, msg)
         return
-    if is_in(msg.text, DONE) or is_in(msg.text, SKIP):
+    if is_in(msg.text, FINISHED):
         data["photos_done"] = True
         step.goto(await _ask_next(step.ctx, data))
         return
@@ -167,10 +178,11 @@ async def step_confirm(step: Step, msg: Incoming) -> None:
     if msg.is_media:
         _add_photo(step, msg)
         return
-    if is_in(msg.text, YES):
+    answer = confirmed(msg.text)
+    if answer:
         await _save(step.ctx, step.data, msg)
         step.end()
-    elif is_in(msg.text, NO):
+    elif answer is False:
         step.end()
         step.reply("conversation_cancelled", name=conv.name)
     else:
@@ -213,6 +225,7 @@ async def _ask_next(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> 
     state = _next_state(data)
     # Every question template gets the same re-ask fields (StrictUndefined needs them all).
     values: dict[str, Any] = {"error": None, "answer": None, "since": None, "query": None}
+    values["progress"] = conv.progress(state)
     values.update(extra)
     if state == "enterprise":
         names = _names(data)
@@ -322,7 +335,7 @@ async def _save(ctx: CommandContext, data: dict[str, Any], msg: Incoming) -> Non
         **_summary(data),
         "photo_urls": record.photos,
     }
-    room = await room_of(ctx.session, ENTERPRISE_ROOM, enterprise_id=data["enterprise_id"])
+    room = await room_of(ctx.session, ENTERPRISE_ROOM, data["enterprise_id"])
     posted = None
     if room is not None and room != ctx.room_id:
         posted = ctx.send(room, "visit_record", **values)

@@ -22,10 +22,9 @@ from typing import Any
 
 import yaml
 
-from bot.homeserver import Synapse, SynapseError, free_port, port_is_free
+from bot.sandbox import demo_roster
+from bot.sandbox.homeserver import Synapse, SynapseError, free_port, port_is_free
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROSTER = REPO_ROOT / "examples" / "demo-county.yaml"
 DEFAULT_DATA = Path("sandbox-data")
 DEFAULT_PORT = 8008
 DEFAULT_PASSWORD = "gridbot-demo"
@@ -35,17 +34,6 @@ ADMIN_LOCALPART = "admin"
 BOT_LOCALPART = "gridbot"
 SECRETS_FILE = "sandbox-secrets.yaml"
 LOCAL_MXID_RE = re.compile(rf"^@[a-z0-9._=\-/+]+:{re.escape(SERVER_NAME)}$")
-
-ROLE_LABELS = {
-    "l1_chief": "一级网格长",
-    "l1_office_director": "一级网格办主任",
-    "l1_office_member": "一级网格办成员",
-    "l2_chief": "二级网格长",
-    "l2_office_member": "二级网格办成员",
-    "l2_member": "二级网格员",
-    "ent_chief": "三级网格长",
-    "ent_member": "三级网格员",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--roster",
         type=Path,
-        default=DEFAULT_ROSTER,
-        help="roster to import (default examples/demo-county.yaml)",
+        default=None,
+        help="roster to import (default: the demo county that ships with GridBot)",
     )
     parser.add_argument(
         "--password",
@@ -76,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for the CLI: runs the sandbox until Ctrl-C."""
+    if args.roster is not None and not args.roster.is_file():
+        print(f"roster {args.roster} not found")
+        return 1
     try:
         return asyncio.run(run_sandbox(args.data, args.port, args.roster, args.password))
     except KeyboardInterrupt:
@@ -174,12 +165,14 @@ class DemoLogin:
     user_id: str
 
 
-async def _import_roster(database_url: str, roster: Path) -> tuple[list[DemoLogin], str]:
-    """Import the roster into the bot's database; returns the active people with a local id."""
+async def load_roster(database_url: str, roster: Path | None = None) -> tuple[list[DemoLogin], str]:
+    """Import the roster (the demo county shipped with the package when None) into the bot's
+    database; returns the active people with a Matrix id and a line on what the import did."""
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     from storage.db import Database
+    from storage.directory import role_label
     from storage.models import Person, Role
 
     try:
@@ -190,10 +183,11 @@ async def _import_roster(database_url: str, roster: Path) -> tuple[list[DemoLogi
     db = Database(database_url)
     try:
         await db.upgrade()
-        result = await import_roster(db, roster)
+        with contextlib.nullcontext(roster) if roster else demo_roster() as path:
+            result = await import_roster(db, path)
         if result.errors:
             lines = "\n".join(f"  - {e}" for e in result.errors)
-            raise StepFailed(f"{roster} has {len(result.errors)} error(s):\n{lines}")
+            raise StepFailed(f"{path} has {len(result.errors)} error(s):\n{lines}")
         async with db.transaction() as session:
             people = (
                 await session.scalars(
@@ -216,7 +210,7 @@ async def _import_roster(database_url: str, roster: Path) -> tuple[list[DemoLogi
     labels: dict[int, list[str]] = {}
     for role in roles:
         where = role.enterprise.name if role.enterprise else role.grid.name if role.grid else ""
-        label = ROLE_LABELS.get(role.kind, role.kind)
+        label = role_label(role.kind)
         labels.setdefault(role.person_id, []).append(f"{label} {where}".strip())
     logins = [
         DemoLogin(p.name, "；".join(labels.get(p.id, [])) or "—", str(p.matrix_id)) for p in people
@@ -370,12 +364,9 @@ def _write_bot_config(path: Path, config: dict[str, Any]) -> None:
     path.chmod(0o600)  # it holds the bot's password
 
 
-async def run_sandbox(data_dir: Path, port: int, roster: Path, password: str) -> int:
+async def run_sandbox(data_dir: Path, port: int, roster: Path | None, password: str) -> int:
+    """``roster`` None: the demo county shipped with the package."""
     data_dir = _prepare_dir(Path(data_dir))
-    roster = Path(roster)
-    if not roster.is_file():
-        print(f"roster {roster} not found (pass --roster)")
-        return 1
     if not port_is_free(port):
         busy, port = port, free_port()
         print(f"port {busy} is busy; using {port} instead")
@@ -406,8 +397,8 @@ async def run_sandbox(data_dir: Path, port: int, roster: Path, password: str) ->
         }
         _write_bot_config(config_path, bot_config)
 
-        with step(f"importing roster {roster}"):
-            people, applied = await _import_roster(database_url, roster)
+        with step(f"importing roster {roster or 'of the demo county'}"):
+            people, applied = await load_roster(database_url, roster)
         print(f"  roster: {applied}; {len(people)} active people with a Matrix id")
 
         suffix = f":{SERVER_NAME}"
