@@ -12,25 +12,7 @@ from typing import Any
 
 from nio import AsyncClient
 
-import handlers.basics.cancel
-import handlers.basics.help
-import handlers.basics.language
-import handlers.basics.whoami
-import handlers.cases.accidents
-import handlers.cases.hazards
-import handlers.cases.history
-import handlers.cases.jobs
-import handlers.cases.requests
-import handlers.cases.thread_replies
-import handlers.notices.acknowledge
-import handlers.notices.issue
-import handlers.notices.jobs
-import handlers.notices.status
-import handlers.staff.commands
-import handlers.visits.listing
-import handlers.visits.meetings
-import handlers.visits.reminders
-import handlers.visits.visit
+import handlers
 from bot.client import build_client, login, upload_filter
 from bot.commands import DIRECT, Router
 from bot.config import Config
@@ -51,28 +33,9 @@ from storage.outbox import QUEUED_ROOMS
 log = logging.getLogger(__name__)
 
 # Each module declares its commands, conversations, scheduled jobs and planners; the app
-# collects them (no module-level registries).
-HANDLER_MODULES: tuple[ModuleType, ...] = (
-    handlers.basics.help,
-    handlers.basics.whoami,
-    handlers.basics.language,
-    handlers.basics.cancel,
-    handlers.visits.visit,
-    handlers.visits.listing,
-    handlers.visits.meetings,
-    handlers.visits.reminders,
-    handlers.cases.hazards,
-    handlers.cases.requests,
-    handlers.cases.accidents,
-    handlers.cases.history,
-    handlers.cases.jobs,
-    handlers.cases.thread_replies,
-    handlers.staff.commands,
-    handlers.notices.issue,
-    handlers.notices.acknowledge,
-    handlers.notices.status,
-    handlers.notices.jobs,
-)
+# collects them (no module-level registries). A module may import another's declarations, so
+# each is collected once, by identity.
+HANDLER_MODULES: tuple[ModuleType, ...] = handlers.feature_modules()
 
 
 def build_router() -> Router:
@@ -83,9 +46,13 @@ def build_router() -> Router:
 
 
 def collect_conversations(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[Conversation]:
-    return [
-        obj for module in modules for obj in vars(module).values() if isinstance(obj, Conversation)
-    ]
+    found = {
+        id(obj): obj
+        for module in modules
+        for obj in vars(module).values()
+        if isinstance(obj, Conversation)
+    }
+    return list(found.values())
 
 
 def event_hooks(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[EventHook]:
@@ -94,7 +61,9 @@ def event_hooks(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[EventHo
     acknowledges it even while its sender is half-way through a conversation. Then the open
     conversations take the sender's next message."""
     modules = tuple(modules)
-    hooks: list[EventHook] = [h for m in modules for h in getattr(m, "EVENT_HOOKS", ())]
+    hooks: list[EventHook] = list(
+        {id(h): h for m in modules for h in getattr(m, "EVENT_HOOKS", ())}.values()
+    )
     hooks.append(ConversationHook(collect_conversations(modules)))
     return hooks
 

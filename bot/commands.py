@@ -186,6 +186,8 @@ class Router:
                 self.add(spec)
 
     def add(self, spec: Command) -> None:
+        if self._commands.get(spec.name) is spec:
+            return  # the same command seen again through a module that imports it
         for key in (spec.name, *spec.aliases):
             k = key.lower()
             if k in self._by_name:

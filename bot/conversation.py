@@ -1,12 +1,14 @@
 """Multi-step conversations (like python-telegram-bot's ConversationHandler), kept in the database.
 
-A :class:`Conversation` declares its steps up front, in order, each with what it expects
-(``Ask("date", DATE)``); ``@conv.step("date")`` gives a step its function. A command handler
-starts one with :func:`start`, and every later message from the same sender in the same room
-goes to the current step until the step ends it, the sender sends ``/cancel`` (``/取消``), or
-it sits idle past the configured time. State and data live in ``conversations`` keyed by
-(room, sender), so a restart continues where it stopped, and they change in the same
-transaction as the replies of the step.
+A :class:`Conversation` declares its steps up front, in order, each with what it expects:
+``Conversation("meeting", DATE("date"), TEXT("attendees", "topics"), CONFIRM("confirm",
+counted=False))`` (an expectation called with step names declares those steps, in order; the
+long form ``steps=[Ask("date", DATE), …]`` declares the same). ``@conv.step("date")`` gives a
+step its function. A command handler starts one with :func:`start`, and every later message
+from the same sender in the same room goes to the current step until the step ends it, the
+sender sends ``/cancel`` (``/取消``), or it sits idle past the configured time. State and data
+live in ``conversations`` keyed by (room, sender), so a restart continues where it stopped, and
+they change in the same transaction as the replies of the step.
 
 Naming a step that is not declared (in ``@conv.step``, :meth:`Step.goto`, :func:`start`)
 raises ValueError at once, not at the user's next message. The "3/9" progress of a question
@@ -16,7 +18,7 @@ bot.words, the same in every conversation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -53,7 +55,10 @@ StepFn = Callable[["Step", Incoming], Awaitable[None]]
 
 
 class Expect(StrEnum):
-    """What a step expects. CHOICE, CONFIRM and the end of PHOTO are read with bot.words."""
+    """What a step expects. CHOICE, CONFIRM and the end of PHOTO are read with bot.words.
+
+    Called with step names it declares them: ``TEXT("what", "where")`` is
+    ``(Ask("what", TEXT), Ask("where", TEXT))``, for :class:`Conversation`'s compact form."""
 
     CHOICE = "choice"  # a number from the listed options ("2", "２") or (part of) a name
     TEXT = "text"  # free text, kept as typed
@@ -63,6 +68,9 @@ class Expect(StrEnum):
     PHOTO = "photo"  # images, any number, until a DONE or SKIP word
     FILE = "file"  # one file, or a SKIP word
     CONFIRM = "confirm"  # a CONFIRM or CANCEL word
+
+    def __call__(self, *names: str, counted: bool = True) -> tuple[Ask, ...]:
+        return tuple(Ask(name, self, counted) for name in names)
 
 
 CHOICE, TEXT, DATE, TIME, NUMBER = (
@@ -85,6 +93,10 @@ class Ask:
     counted: bool = True
 
 
+def _each(group: Ask | Iterable[Ask]) -> Iterable[Ask]:
+    return (group,) if isinstance(group, Ask) else group
+
+
 @dataclass(frozen=True)
 class Progress:
     """Where a question stands among the counted steps, for templates: "{{ index }}/{{ total }}"."""
@@ -97,9 +109,13 @@ class Progress:
 
 
 class Conversation:
-    """A named, declared list of steps; a module-level definition, like a command spec."""
+    """A named, declared list of steps; a module-level definition, like a command spec.
 
-    def __init__(self, name: str, *, steps: Sequence[Ask]) -> None:
+    The steps come in order as ``Ask``s or groups of them (``TEXT("what", "where")``), or as
+    the list ``steps=[…]``."""
+
+    def __init__(self, name: str, *asks: Ask | Iterable[Ask], steps: Sequence[Ask] = ()) -> None:
+        steps = [*(a for group in asks for a in _each(group)), *steps]
         names = [a.name for a in steps]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"conversation {name!r} needs distinct step names, got {names}")

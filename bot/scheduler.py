@@ -182,7 +182,8 @@ class Scheduler:
                 self.add_planner(obj)
 
     def add_planner(self, planner: Planner) -> None:
-        self.planners.append(planner)
+        if planner not in self.planners:  # seen again through a module that imports it
+            self.planners.append(planner)
 
     async def start(self) -> None:
         self._aps = AsyncIOScheduler(timezone=self.services.config.tz)

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage import codes
-from storage.models import Base, OutboxMessage, UTCDateTime
+from storage.models import Base, Enterprise, OutboxMessage, UTCDateTime
 
 HAZARD, REQUEST, ACCIDENT = "hazard", "request", "accident"
 PREFIX = {HAZARD: "H", REQUEST: "E", ACCIDENT: "A"}
@@ -263,6 +263,12 @@ async def get_case(session: AsyncSession, code: str) -> CaseRow | None:
     return await session.scalar(select(model).where(model.code == code))
 
 
+async def enterprise_of(session: AsyncSession, case: CaseRow) -> Enterprise:
+    ent = await session.get(Enterprise, case.enterprise_id)
+    assert ent is not None  # enterprises are deactivated, never deleted
+    return ent
+
+
 async def overdue_hazards(
     session: AsyncSession, now: datetime, enterprise_ids: set[int] | None
 ) -> list[Hazard]:
@@ -284,7 +290,11 @@ async def overdue_requests(
 # --- posts and threads -------------------------------------------------------------------------
 
 
-def add_post(session: AsyncSession, msg: OutboxMessage, code: str, *, is_root: bool) -> CasePost:
+async def add_post(
+    session: AsyncSession, msg: OutboxMessage, code: str, *, is_root: bool
+) -> CasePost:
+    """Remember a queued message as a post about the case (flushing it to learn its id)."""
+    await session.flush()
     post = CasePost(outbox_id=msg.id, code=code, room_id=msg.room_id, is_root=is_root)
     session.add(post)
     return post
@@ -304,6 +314,16 @@ async def root_message(session: AsyncSession, code: str, room_id: str) -> Outbox
         select(OutboxMessage)
         .join(CasePost, CasePost.outbox_id == OutboxMessage.id)
         .where(CasePost.code == code, CasePost.room_id == room_id, CasePost.is_root.is_(True))
+    )
+
+
+async def home_room(session: AsyncSession, code: str) -> str | None:
+    """The room where a case was first posted (its enterprise room when there is one)."""
+    return await session.scalar(
+        select(CasePost.room_id)
+        .where(CasePost.code == code, CasePost.is_root.is_(True))
+        .order_by(CasePost.outbox_id)
+        .limit(1)
     )
 
 

@@ -32,6 +32,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+# One transaction's session, as handlers pass it to storage functions (they write no SQL).
+Session = AsyncSession
+
+
 async def upsert_insert(session: AsyncSession, table: Any) -> Any:
     """The dialect's INSERT (with ``on_conflict_do_*``) for the session's backend."""
     dialect = (await session.connection()).dialect.name

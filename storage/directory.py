@@ -6,7 +6,7 @@ on", "which room is whose" and "who holds a role", from the roster as it is righ
   (:class:`Extent`: everything, its level-1 grid, its level-2 grid, its own enterprise, the
   enterprises one serves). :func:`reach` turns an identity into a :class:`Reach` (no SQL);
   :func:`enterprises_in`, :func:`enterprise_ids_in` and :func:`level2_grids_in` query it, and
-  :func:`may` / :func:`standing` answer for one enterprise.
+  :func:`may` / :func:`capacity` answer for one enterprise.
 - **Whose room**: :func:`room_of` / :func:`rooms_of` with one tie-break (:data:`ROOM_ORDER`).
 - **Who holds a role**: :func:`holders`, :func:`holders_by_grid`, :func:`serving_members`, …,
   and :func:`circle_of` for everyone and every room around one enterprise. People come back as
@@ -250,7 +250,7 @@ _ENT = {kind: Extent.OWN for kind in sorted(ENTERPRISE_STAFF)}
 _MEMBER = {RoleKind.L2_MEMBER: Extent.SERVED}
 
 # Where each role kind stands by itself: its own place in the grid. A role is "at" an
-# enterprise (Standing) when this extent covers it.
+# enterprise (in that :class:`Capacity`) when this extent covers it.
 NATURAL_EXTENT: dict[str, Extent] = {
     ADMIN: _ALL,
     **_L1,
@@ -416,10 +416,10 @@ async def place_of(session: AsyncSession, enterprise: Enterprise | int) -> Place
 
 
 @dataclass(frozen=True)
-class Standing:
-    """What someone is to one enterprise: the role kinds they hold at it (its staff, a member
-    serving it, its level-2 chief or office, its level-1 chief or office, an admin) and the
-    actions :data:`RULES` allows them on it. Case steps check these."""
+class Capacity:
+    """In what capacity someone stands to one enterprise: the role kinds they hold at it (its
+    staff, a member serving it, its level-2 chief or office, its level-1 chief or office, an
+    admin) and the actions :data:`RULES` allows them on it. Case steps check these."""
 
     place: Place
     kinds: frozenset[str]
@@ -470,16 +470,16 @@ class Standing:
         return self.l2_chief or self.l1_chief
 
 
-def standing_at(ident: Identity, place: Place) -> Standing:
+def capacity_at(ident: Identity, place: Place) -> Capacity:
     kinds = {k for k, ext in NATURAL_EXTENT.items() if _reach(ident, {k: ext}).covers(place)}
     actions = {a for a in Action if may(ident, a, place)}
-    return Standing(place, frozenset(kinds), frozenset(actions))
+    return Capacity(place, frozenset(kinds), frozenset(actions))
 
 
-async def standing(
+async def capacity(
     session: AsyncSession, ident: Identity, enterprise: Enterprise | int
-) -> Standing:
-    return standing_at(ident, await place_of(session, enterprise))
+) -> Capacity:
+    return capacity_at(ident, await place_of(session, enterprise))
 
 
 def _reach_filter(r: Reach) -> ColumnElement[bool]:
@@ -553,6 +553,16 @@ async def grid_names(session: AsyncSession, grid_ids: Iterable[int]) -> dict[int
         return {}
     rows = await session.execute(select(Grid.id, Grid.name).where(Grid.id.in_(ids)))
     return {gid: name for gid, name in rows}
+
+
+async def enterprise_names(session: AsyncSession, enterprise_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(enterprise_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(ids))
+    )
+    return {eid: name for eid, name in rows}
 
 
 # --- whose room --------------------------------------------------------------------------------

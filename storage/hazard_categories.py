@@ -9,7 +9,9 @@ Each list names the kinds of situation its standard judges a major accident haza
 
 from __future__ import annotations
 
-from storage.models import EnterpriseType
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Enterprise, EnterpriseType, Grid
 
 OTHER = "其他"
 
@@ -124,10 +126,9 @@ def categories_for(enterprise_type: str, grid_domain: str = "") -> tuple[str, ..
     return CATEGORIES[standard] if standard else (OTHER,)
 
 
-def pick(options: tuple[str, ...], answer: str) -> str | None:
-    """The option a user chose by number (1-based) or by its exact text; None otherwise."""
-    text = answer.strip().rstrip(".、。")
-    if text.isdigit():
-        n = int(text)
-        return options[n - 1] if 1 <= n <= len(options) else None
-    return text if text in options else None
+async def categories_of(session: AsyncSession, enterprise_id: int) -> tuple[str, ...]:
+    """The categories a hazard at this enterprise is picked from (by its type and grid)."""
+    ent = await session.get(Enterprise, enterprise_id)
+    assert ent is not None
+    grid = await session.get(Grid, ent.grid_id)
+    return categories_for(ent.type, grid.domain if grid else "")

@@ -4,8 +4,9 @@ A notice (``N-2026-0001``) keeps a snapshot of who issued it, to whom (the filte
 enterprises it resolved to) and by when it must be acknowledged. Each enterprise is a
 :class:`NoticeTarget` with its room, delivery state, first acknowledgement and feedback. Every
 outgoing message that carries the notice (the post, its attachments, the copy in a level-2
-room, reminders) is a :class:`NoticeDelivery` that points at its outbox row, so a reaction or a
-reply to any of them can be traced back to the target once the sender knows the event id.
+room, reminders) is a :class:`NoticeDelivery` that points at its outbox row. The outbox row is
+the one record of what was sent: its status says whether a message went out or was given up on,
+and its event id (indexed) leads a reaction or a reply back to the target. Nothing is copied.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    and_,
     func,
+    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage import codes
+from storage import codes, outbox
 from storage.models import Base, OutboxMessage, UTCDateTime
 
 # Notice kinds: the four of /broadcast and /notice, then the three of /remind.
@@ -44,8 +49,9 @@ SPECIAL_PERIOD = "special_period"  # 特殊时段提醒
 NOTICE_KINDS = (REQUIREMENT, ACCIDENT_CASE, INSPECTION_BULLETIN, SAFETY_REMINDER)
 REMIND_KINDS = (HOLIDAY, WEATHER, SPECIAL_PERIOD)
 
-# Delivery states of a target (its main post) and of each delivery row.
-PENDING, SENT, FAILED, NO_ROOM = "pending", "sent", "failed", "no_room"
+# Delivery states of a message (its outbox row's status), and of a target (its post's state, or
+# NO_ROOM when it has no room to post in).
+PENDING, SENT, FAILED, NO_ROOM = outbox.PENDING, outbox.SENT, outbox.FAILED, "no_room"
 
 # How an enterprise acknowledged.
 BY_REACTION, BY_COMMAND, BY_REPLY, BY_FEEDBACK = "reaction", "command", "reply", "feedback"
@@ -118,10 +124,8 @@ class NoticeTarget(Base):
     # Snapshots, so the record stays true after renames and grid changes.
     enterprise_name: Mapped[str] = mapped_column(String(200))
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    # None: the enterprise had no room, nothing was posted (its delivery state is NO_ROOM).
     room_id: Mapped[str | None] = mapped_column(String(255))
-    delivery: Mapped[str] = mapped_column(String(16), default=PENDING)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    delivery_error: Mapped[str | None] = mapped_column(Text)
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acked_by: Mapped[str | None] = mapped_column(String(255))
     acked_by_name: Mapped[str | None] = mapped_column(String(100))
@@ -136,7 +140,8 @@ class NoticeTarget(Base):
 
 
 class NoticeDelivery(Base):
-    """One message carrying (part of) a notice, linked to its outbox row."""
+    """One message carrying (part of) a notice, linked to its outbox row (which says whether it
+    was sent, and with which event id)."""
 
     __tablename__ = "notice_deliveries"
 
@@ -147,9 +152,6 @@ class NoticeDelivery(Base):
     room_id: Mapped[str] = mapped_column(String(255))
     part: Mapped[str] = mapped_column(String(16))
     outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), unique=True)
-    # Copied from the outbox once sent, so a reaction finds its target by index.
-    event_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
 
 
 class NoticeFeedback(Base):
@@ -195,6 +197,25 @@ async def target_for(
     )
 
 
+# A message queued for a notice: (its outbox row, the target it is for or None, the part).
+Queued = tuple[OutboxMessage, NoticeTarget | None, str]
+
+
+async def add_deliveries(session: AsyncSession, notice_id: int, queued: list[Queued]) -> None:
+    """Link each message queued for the notice to its outbox row, in the same transaction."""
+    await session.flush()  # the outbox rows' (and targets') ids
+    session.add_all(
+        NoticeDelivery(
+            notice_id=notice_id,
+            target_id=target.id if target is not None else None,
+            room_id=message.room_id,
+            part=part,
+            outbox_id=message.id,
+        )
+        for message, target, part in queued
+    )
+
+
 @dataclass(frozen=True)
 class Carried:
     """What a Matrix event id carries: a part of a notice, maybe for one target."""
@@ -205,24 +226,16 @@ class Carried:
 
 
 async def carried_by(session: AsyncSession, event_id: str) -> Carried | None:
-    """The notice part behind a sent event, by our copy of the event id or else the outbox."""
+    """The notice part behind an event the bot sent: the outbox row that has this event id
+    (ix_outbox_event_id), and the delivery that points at it. Known as soon as it is sent."""
     row = (
         await session.execute(
-            select(NoticeDelivery.notice_id, NoticeDelivery.target_id, NoticeDelivery.part).where(
-                NoticeDelivery.event_id == event_id
-            )
+            select(NoticeDelivery.notice_id, NoticeDelivery.target_id, NoticeDelivery.part)
+            .join(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
+            .where(OutboxMessage.event_id == event_id)
+            .limit(1)
         )
     ).first()
-    if row is None:
-        # Sent but not yet copied over (the delivery check runs every few seconds): look among
-        # the deliveries still missing an event id, joined to the outbox by its primary key.
-        row = (
-            await session.execute(
-                select(NoticeDelivery.notice_id, NoticeDelivery.target_id, NoticeDelivery.part)
-                .join(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
-                .where(NoticeDelivery.event_id.is_(None), OutboxMessage.event_id == event_id)
-            )
-        ).first()
     return Carried(row[0], row[1], row[2]) if row else None
 
 
@@ -283,16 +296,82 @@ async def feedback_counts(session: AsyncSession, target_ids: list[int]) -> dict[
     return {tid: int(n) for tid, n in rows}
 
 
-async def pending_deliveries(
-    session: AsyncSession, notice_id: int
-) -> list[tuple[NoticeDelivery, OutboxMessage]]:
+# --- delivery, read from the outbox ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a message stands, as the sender left its outbox row; for a target, where its post
+    stands (NO_ROOM: it had no room, nothing was posted)."""
+
+    state: str  # PENDING | SENT | FAILED | NO_ROOM
+    error: str | None = None  # why the sender gave up (FAILED only)
+
+    @property
+    def undelivered(self) -> bool:
+        return self.state in (FAILED, NO_ROOM)
+
+    @property
+    def reachable(self) -> bool:
+        """Posted, or being posted: a reminder can follow it into the room."""
+        return self.state in (PENDING, SENT)
+
+
+NOT_POSTED = Delivery(NO_ROOM)
+
+
+def _delivery(status: str | None, error: str | None) -> Delivery:
+    if status is None:
+        return NOT_POSTED
+    return Delivery(status, error if status == FAILED else None)
+
+
+async def post_deliveries(session: AsyncSession, notice_id: int) -> dict[int, Delivery]:
+    """Every target of the notice, by id: where its post stands."""
     rows = await session.execute(
-        select(NoticeDelivery, OutboxMessage)
+        select(NoticeTarget.id, OutboxMessage.status, OutboxMessage.last_error)
+        .outerjoin(
+            NoticeDelivery,
+            and_(NoticeDelivery.target_id == NoticeTarget.id, NoticeDelivery.part == PART_POST),
+        )
+        .outerjoin(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
+        .where(NoticeTarget.notice_id == notice_id)
+    )
+    return {target_id: _delivery(status, error) for target_id, status, error in rows}
+
+
+@dataclass(frozen=True)
+class FanOutMessage:
+    """One message the notice was published with, and where it stands."""
+
+    delivery_id: int
+    part: str  # PART_POST, PART_ATTACHMENT or PART_L2_COPY
+    room_id: str
+    enterprise: str | None  # None for a level-2 copy
+    delivery: Delivery
+
+
+async def fan_out(session: AsyncSession, notice_id: int) -> list[FanOutMessage]:
+    """The messages the notice was published with (posts, attachments, level-2 copies; not the
+    reminders that follow), in the order they were queued."""
+    rows = await session.execute(
+        select(
+            NoticeDelivery.id,
+            NoticeDelivery.part,
+            NoticeDelivery.room_id,
+            NoticeTarget.enterprise_name,
+            OutboxMessage.status,
+            OutboxMessage.last_error,
+        )
         .join(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
-        .where(NoticeDelivery.notice_id == notice_id, NoticeDelivery.status == PENDING)
+        .outerjoin(NoticeTarget, NoticeTarget.id == NoticeDelivery.target_id)
+        .where(NoticeDelivery.notice_id == notice_id, NoticeDelivery.part != PART_REMINDER)
         .order_by(NoticeDelivery.id)
     )
-    return [(d, o) for d, o in rows]
+    return [
+        FanOutMessage(did, part, room, name, _delivery(status, error))
+        for did, part, room, name, status, error in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -311,40 +390,77 @@ class Counts:
         return 100.0 * self.on_time / self.targets if self.targets else 0.0
 
 
-async def live_delivery(session: AsyncSession, notice_id: int) -> dict[int, str]:
-    """Delivery state per target, read from the outbox for posts the delivery check has not
-    looked at yet (so /status is current between checks). Read-only."""
-    rows = await session.execute(
-        select(NoticeDelivery.target_id, OutboxMessage.status)
-        .join(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
-        .where(
-            NoticeDelivery.notice_id == notice_id,
-            NoticeDelivery.part == PART_POST,
-            NoticeDelivery.status == PENDING,
-        )
-    )
-    states = {"sent": SENT, "failed": FAILED}
-    return {tid: states[st] for tid, st in rows if tid is not None and st in states}
-
-
 def count(
     targets: list[NoticeTarget],
     deadline: datetime,
     feedback: dict[int, int],
-    delivery: dict[int, str] | None = None,
+    deliveries: dict[int, Delivery],
 ) -> Counts:
-    def state(t: NoticeTarget) -> str:
-        return (delivery or {}).get(t.id, t.delivery)
-
+    """The figures of /status and the deadline summary (``deliveries``: post_deliveries)."""
     acked = [t for t in targets if t.acked_at is not None]
     on_time = sum(1 for t in acked if t.on_time(deadline))
+    states = [deliveries.get(t.id, NOT_POSTED) for t in targets]
     return Counts(
         targets=len(targets),
-        delivered=sum(1 for t in targets if state(t) == SENT),
-        undeliverable=sum(1 for t in targets if state(t) in (FAILED, NO_ROOM)),
+        delivered=sum(1 for d in states if d.state == SENT),
+        undeliverable=sum(1 for d in states if d.undelivered),
         acked=len(acked),
         on_time=on_time,
         late=len(acked) - on_time,
         silent=len(targets) - len(acked),
         with_feedback=sum(1 for t in targets if feedback.get(t.id)),
     )
+
+
+# --- lists ---------------------------------------------------------------------------------------
+
+
+def _seen_by(visible: set[int] | None, issuer: str) -> ColumnElement[bool]:
+    """Targets someone may see: those in ``visible`` (None: all), and all of what they issued."""
+    if visible is None:
+        return true()
+    issued = select(Notice.id).where(Notice.issuer == issuer)
+    return or_(NoticeTarget.enterprise_id.in_(visible), NoticeTarget.notice_id.in_(issued))
+
+
+async def latest(
+    session: AsyncSession, *, visible: set[int] | None, issuer: str, limit: int
+) -> list[Notice]:
+    """The latest notices someone may see: every one (``visible`` None), else those they
+    issued and those sent to an enterprise in ``visible``."""
+    q = select(Notice).order_by(Notice.created_at.desc(), Notice.id.desc()).limit(limit)
+    if visible is not None:
+        reached = select(NoticeTarget.notice_id).where(NoticeTarget.enterprise_id.in_(visible))
+        q = q.where(or_(Notice.issuer == issuer, Notice.id.in_(reached)))
+    return list(await session.scalars(q))
+
+
+async def acknowledgement_totals(
+    session: AsyncSession, notice_ids: list[int], *, visible: set[int] | None, issuer: str
+) -> dict[int, tuple[int, int]]:
+    """(targets, acknowledged) per notice, over the targets someone may see (see ``latest``)."""
+    if not notice_ids:
+        return {}
+    rows = await session.execute(
+        select(NoticeTarget.notice_id, func.count(), func.count(NoticeTarget.acked_at))
+        .where(NoticeTarget.notice_id.in_(notice_ids), _seen_by(visible, issuer))
+        .group_by(NoticeTarget.notice_id)
+    )
+    return {nid: (int(total), int(acked)) for nid, total, acked in rows}
+
+
+async def acknowledged_by(
+    session: AsyncSession, notice_ids: list[int], enterprise_ids: list[int]
+) -> dict[int, bool]:
+    """For each of these notices sent to any of these enterprises: have they all acknowledged?"""
+    if not notice_ids or not enterprise_ids:
+        return {}
+    rows = await session.execute(
+        select(NoticeTarget.notice_id, NoticeTarget.acked_at).where(
+            NoticeTarget.notice_id.in_(notice_ids), NoticeTarget.enterprise_id.in_(enterprise_ids)
+        )
+    )
+    states: dict[int, bool] = {}
+    for nid, acked_at in rows:
+        states[nid] = states.get(nid, True) and acked_at is not None
+    return states

@@ -3,7 +3,8 @@
 The duty is per (member, enterprise) pair: every level-2 member visits every enterprise they
 serve at least once a month. A pair counts for a month when the assignment overlaps it, so a
 member who took an enterprise over mid-month still owes that month's visit, and history stays
-true after people or enterprises leave the roster.
+true after people or enterprises leave the roster. A month is given by its first and last
+day (bot.dates.month_bounds).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import date
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dates import month_bounds
 from storage.models import Assignment, Enterprise, Grid, Person
 from storage.visits import Visit
 
@@ -78,22 +78,22 @@ class GridCoverage:
         return sum(m.visited for m in self.members)
 
 
-def rate(visited: int, total: int) -> int:
-    """Coverage in whole percent (100 when nothing was due)."""
-    return round(100 * visited / total) if total else 100
+def rate(visited: int, total: int) -> int | None:
+    """Coverage in whole percent; None when nothing was due (say so, not "100% (0/0)")."""
+    return round(100 * visited / total) if total else None
 
 
 async def pairs_for_month(
     session: AsyncSession,
-    year: int,
-    month: int,
+    month: tuple[date, date],
     *,
     grid_ids: Iterable[int] | None = None,
     person_id: int | None = None,
     upto: date | None = None,
 ) -> list[Pair]:
-    """Every (member, enterprise) pair due in the month, with visits counted up to ``upto``."""
-    first, last = month_bounds(year, month)
+    """Every (member, enterprise) pair due in the month (its first and last day), with visits
+    counted up to ``upto``."""
+    first, last = month
     end = min(last, upto) if upto else last
     q = (
         select(Assignment, Person, Enterprise)
@@ -146,6 +146,12 @@ def by_member(pairs: Iterable[Pair]) -> list[MemberRow]:
     return list(rows.values())
 
 
+async def level1_grids(session: AsyncSession) -> list[Grid]:
+    """Active level-1 grids (counties), by name."""
+    q = select(Grid).where(Grid.level == 1, Grid.active.is_(True))
+    return list(await session.scalars(q.order_by(Grid.name, Grid.id)))
+
+
 async def level2_grids(
     session: AsyncSession, *, parent_ids: Iterable[int] | None = None
 ) -> list[Grid]:
@@ -157,14 +163,18 @@ async def level2_grids(
 
 
 async def coverage(
-    session: AsyncSession, year: int, month: int, grids: list[Grid], *, upto: date | None = None
+    session: AsyncSession,
+    month: tuple[date, date],
+    grids: list[Grid],
+    *,
+    upto: date | None = None,
 ) -> list[GridCoverage]:
     """Per grid: the member × enterprise pairs of the month, and enterprises nobody serves."""
     if not grids:
         return []
     ids = [g.id for g in grids]
-    pairs = await pairs_for_month(session, year, month, grid_ids=ids, upto=upto)
-    first, last = month_bounds(year, month)
+    pairs = await pairs_for_month(session, month, grid_ids=ids, upto=upto)
+    first, last = month
     served = {p.enterprise_id for p in pairs}
     enterprises = await session.execute(
         select(Enterprise.id, Enterprise.name, Enterprise.grid_id)

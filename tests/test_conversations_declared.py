@@ -31,8 +31,8 @@ from bot.conversation import (
 )
 from handlers.cases import accidents, hazards
 
-# Calls that name the step to go to: step.goto("x"), step.ask("x", template, …), and the
-# modules' _ask(step, "x", …) helpers.
+# Calls that name the step to go to: step.goto("x"), step.ask("x", template, …), and helpers
+# that take the step first: _ask(step, "x", …), a report flow's report.ask(step, "x", …).
 JUMPS = frozenset({"goto", "ask", "_ask"})
 
 
@@ -44,9 +44,11 @@ def _call_name(node: ast.Call) -> str | None:
 
 
 def _target(node: ast.Call) -> str | None:
-    """The literal step name of a jump: the first argument, after the step for _ask."""
-    index = 1 if _call_name(node) == "_ask" else 0
-    arg = node.args[index] if len(node.args) > index else None
+    """The literal step name of a jump: the first argument, or the second after the step."""
+    args = node.args
+    after_step = bool(args) and isinstance(args[0], ast.Name) and args[0].id == "step"
+    index = 1 if after_step or _call_name(node) == "_ask" else 0
+    arg = args[index] if len(args) > index else None
     return arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
 
 
@@ -63,7 +65,10 @@ def jump_targets(fn: Any) -> Iterator[tuple[str, int]]:
 def module_targets(module: ModuleType) -> Iterator[tuple[Conversation, str, int]]:
     """Literal step names a module gives one of its conversations by name:
     ``conversation.start(ctx, conv, "x")``, ``conv.progress("x")``, ``conv.ask("x")``."""
-    tree = ast.parse(inspect.getsource(module))
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except OSError:
+        return  # an empty package __init__: nothing to read
     convs = {k: v for k, v in vars(module).items() if isinstance(v, Conversation)}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -109,7 +114,9 @@ def test_literal_jumps_in_step_functions_name_declared_steps() -> None:
                     f"{conv.name}.{state} ({fn.__module__}.{fn.__qualname__}, line {line} of "
                     f"the function) goes to undeclared step {target!r}"
                 )
-    assert checked > 20, "the scan found hardly any jumps: has the helper been renamed?"
+    # Shared kinds of step (text_step, a report flow's text/choice/photos) check the names they
+    # are given at import; what is left for this scan is the steps written out by hand.
+    assert checked >= 8, "the scan found hardly any jumps: has the helper been renamed?"
 
 
 def test_literal_step_names_in_handler_modules_are_declared() -> None:
@@ -128,7 +135,7 @@ def test_the_scan_catches_a_typo() -> None:
         if msg.text:
             step.goto("confrim")
         else:
-            hazards._ask(step, "wehre", again=True)
+            hazards.report.ask(step, "wehre", again=True)
 
     assert [t for t, _ in jump_targets(typo)] == ["confrim", "wehre"]
 

@@ -150,25 +150,25 @@ def test_reach_of_each_role_for_each_action(action: Action, kind: str) -> None:
     assert (kind in D.roles_for(action)) == (kind in EXPECTED[action])
 
 
-def test_reach_of_several_roles_is_the_union_and_standing_names_the_roles_at_a_place() -> None:
+def test_reach_of_several_roles_is_the_union_and_capacity_names_the_roles_at_a_place() -> None:
     # An office director of level 1 who is also the chief of the passenger grid.
     ident = identity(RoleKind.L1_OFFICE_DIRECTOR)
     ident.roles.append(RoleView(RoleKind.L2_CHIEF, PASSENGER, None, None, SINCE))
     assert covered(D.reach(ident, Action.NOTICE)) == {110}
     assert covered(D.reach(ident, Action.REMIND)) == COUNTY
     assert covered(D.reach(ident, Action.BROADCAST) | D.reach(ident, Action.NOTICE)) == COUNTY
-    at_station = D.standing_at(ident, PLACES[110])
+    at_station = D.capacity_at(ident, PLACES[110])
     assert at_station.l2_chief and at_station.l1_office and at_station.chief
     assert not (at_station.serves or at_station.ent_staff or at_station.admin)
     assert at_station.may(Action.NOTICE) and at_station.sees
-    at_freight = D.standing_at(ident, PLACES[100])
+    at_freight = D.capacity_at(ident, PLACES[100])
     assert at_freight.l1_office and not at_freight.l2_chief and not at_freight.may(Action.NOTICE)
-    assert not D.standing_at(ident, PLACES[200]).sees
+    assert not D.capacity_at(ident, PLACES[200]).sees
 
     member = identity(RoleKind.L2_MEMBER)
-    st = D.standing_at(member, PLACES[110])
+    st = D.capacity_at(member, PLACES[110])
     assert st.serves and st.l2_handler and not st.l2_chief
-    assert D.standing_at(member, PLACES[101]).kinds == frozenset()
+    assert D.capacity_at(member, PLACES[101]).kinds == frozenset()
     assert [e.id for e in D.at_hand(member, Action.VISIT)] == [100, 110]
     assert D.at_hand(identity(RoleKind.ENT_CHIEF), Action.VISIT) == []
     assert [e.id for e in D.at_hand(identity(RoleKind.ENT_CHIEF), Action.REPORT)] == [100]

@@ -115,13 +115,16 @@ async def test_staff_change_declared_confirmed_and_rooms_follow(
     )
     assert "人员变动申请 S-" in reply.body and "离开：陈红" in reply.body
     assert "加入：周新" in reply.body and "张敏" in reply.body
+    # It asks the deciders to act: it rings them, and only them.
     mentioned = reply.source["content"]["m.mentions"]["user_ids"]
-    assert u["member"][0] in mentioned and u["l2chief"][0] in mentioned
+    assert sorted(mentioned) == sorted([u["member"][0], u["l2chief"][0]])
+    assert reply.source["content"]["msgtype"] == "m.text"
     code = re.search(r"S-\d+", reply.body).group(0)  # type: ignore[union-attr]
 
     # Bad input is explained, and nothing is stored for it.
     bad = await ask(c["entchief"], ganxi, bot, "/人员变动 离开 不存在的人")
     assert "本企业当前人员中没有「不存在的人」" in bad.body
+    assert bad.source["content"]["msgtype"] == "m.notice"
 
     # Neither the enterprise itself nor a level-2 member of another enterprise may confirm.
     denied = await ask(c["entchief"], ganxi, bot, f"/确认变动 {code}")

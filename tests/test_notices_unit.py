@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import handlers.basics.cancel
 import handlers.cases.hazards
@@ -30,6 +30,7 @@ from storage.db import Database
 from storage.directory import Action, enterprises_in, identify, reach
 from storage.inbox import IncomingEvent
 from storage.models import BotSession, ConversationState, OutboxMessage, ScheduledJob
+from storage.outbox import QUEUED_ROOMS
 from tests.dispatch_harness import BOT, DispatchHarness, deliver_pending
 from tests.dispatch_harness import test_config as harness_config
 from tests.notice_seed import PEOPLE, NoticeGrid, seed_notice_grid
@@ -299,9 +300,9 @@ async def test_broadcast_asks_confirms_and_writes_everything_at_once(db: Databas
         assert notice is not None and notice.target_count == 3
         assert notice.deadline - notice.created_at == timedelta(hours=48)
         ts = {t.enterprise_name: t for t in await N.targets_of(s, notice.id)}
-        assert (
-            ts[grid.names["C"]].delivery == N.NO_ROOM and ts[grid.names["A"]].delivery == N.PENDING
-        )
+        states = await N.post_deliveries(s, notice.id)
+        assert states[ts[grid.names["C"]].id].state == N.NO_ROOM
+        assert states[ts[grid.names["A"]].id].state == N.PENDING
         deliveries = list(await s.scalars(select(N.NoticeDelivery)))
         assert sorted(d.part for d in deliveries) == sorted(
             [N.PART_POST, N.PART_ATTACHMENT] * 2 + [N.PART_L2_COPY] * 2
@@ -314,11 +315,34 @@ async def test_broadcast_asks_confirms_and_writes_everything_at_once(db: Databas
             "notice:N-2026-0001:summary",
             "notice:N-2026-0001:escalate-member",
             "notice:N-2026-0001:escalate-chief",
-            "notice:N-2026-0001:delivery:main:0",
+            "notice:N-2026-0001:progress:0",
         ]
     )
     # The conversation is over: 确认 again does nothing.
     assert await h.text(chief, room, "确认") == []
+
+
+async def test_a_broadcast_goes_out_on_its_commit_with_no_job_due(db: Database) -> None:
+    """Nothing waits for a job: the commit of 确认 tells the sender (Database.after_commit, as
+    the app wires it) every room it queued the notice for, and no job is due at that moment."""
+    h, _grid = await setup(db)
+    heard: list[set[str]] = []
+    with time_machine.travel(T0, tick=False):
+        await h.text(U["l1_chief"], dm("l1_chief"), DEFAULT_BROADCAST)
+        db.after_commit.append(lambda info: heard.append(set(info.get(QUEUED_ROOMS) or ())))
+        out = await h.text(U["l1_chief"], dm("l1_chief"), "确认")
+        async with db.transaction() as s:
+            due = list(
+                await s.scalars(
+                    select(ScheduledJob.key).where(
+                        ScheduledJob.done_at.is_(None), ScheduledJob.due_at <= datetime.now(UTC)
+                    )
+                )
+            )
+    posts = {r.room_id for r in out if r.content["body"].startswith("【部署要求】")}
+    assert posts == {ent_room("A"), ent_room("B")}
+    assert heard == [posts | {L2_FREIGHT, dm("l1_chief")}]  # one commit: the 确认 event's
+    assert due == []
 
 
 async def test_wrong_input_is_explained_and_can_be_retried(sqlite_db: Database) -> None:
@@ -409,6 +433,26 @@ async def test_acks_by_reaction_reply_and_command_count_only_the_enterprise(
         )
     await h.react(U["l2_chief_f"], L2_FREIGHT, f"$out{copy}")
     assert await h.fresh() == []
+
+
+async def test_a_reaction_finds_its_notice_by_the_outbox_event_id_with_no_job_run(
+    db: Database,
+) -> None:
+    """The event id the sender put on the outbox row is all a ✅ needs: no job has run."""
+    h, grid = await setup(db)
+    code = await broadcast(h)
+    await deliver(db)  # what the sender does; the scheduler never ticks in this test
+    a_post = await event_of(db, code, grid.names["A"])
+    async with db.transaction() as s:
+        ran = await s.scalar(
+            select(func.count()).select_from(ScheduledJob).where(ScheduledJob.done_at.is_not(None))
+        )
+    assert ran == 0
+    await h.react(U["chief_a"], ent_room("A"), a_post)
+    out = await h.fresh()
+    assert len(out) == 1 and out[0].content["body"].startswith("✅ 已记录：赣西物流有限公司")
+    a = (await targets(db, code))[grid.names["A"]]
+    assert (a.acked_by, a.ack_method) == (U["chief_a"], N.BY_REACTION)
 
 
 async def test_a_reply_to_a_notice_acknowledges_it_even_during_a_conversation(
@@ -510,14 +554,13 @@ async def test_delivery_progress_and_unreachable_rooms_are_reported(db: Database
         await h.scheduler.tick()
         assert await h.fresh() == []  # the fan-out is over: no more checks
     ts = await targets(db, code)
-    assert ts[grid.names["A"]].delivery == N.SENT and ts[grid.names["B"]].delivery == N.FAILED
     async with db.transaction() as s:
         notice = await N.by_code(s, code)
         assert notice is not None and notice.delivery_done_at is not None
-        copied = await s.scalar(
-            select(N.NoticeDelivery.event_id).where(N.NoticeDelivery.room_id == ent_room("A"))
-        )
-    assert copied and copied.startswith("$out")
+        # Read from the outbox rows, with the sender's error for the one it gave up on.
+        states = await N.post_deliveries(s, notice.id)
+    assert states[ts[grid.names["A"]].id] == N.Delivery(N.SENT)
+    assert states[ts[grid.names["B"]].id] == N.Delivery(N.FAILED, "M_FORBIDDEN: not in room")
 
 
 async def test_reminders_then_summary_then_member_then_chief(db: Database) -> None:
@@ -541,7 +584,6 @@ async def test_reminders_then_summary_then_member_then_chief(db: Database) -> No
         assert "还剩约 11 小时" in b.content["body"]
         assert f'href="https://matrix.to/#/{U["chief_b"]}"' in b.content["formatted_body"]
         await deliver(db)
-        await h.scheduler.tick()  # copies the reminders' event ids
         # A ✅ on the reminder counts like one on the notice.
         b_reminder = await event_of(db, code, grid.names["B"], N.PART_REMINDER)
         await h.react(U["chief_b"], ent_room("B"), b_reminder)

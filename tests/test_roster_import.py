@@ -16,12 +16,13 @@ import pytest
 import yaml
 from sqlalchemy import event, func, select
 
-from bot import staff
 from bot.roster.apply import ChangeKind, ImportResult, import_roster
 from bot.roster.commands import cmd_import
 from bot.roster.layout import COLUMNS
 from bot.roster.parse import PersonRef, RosterRow, parse_roster, read_roster
 from bot.sandbox import DEMO_ROSTER
+from handlers.staff.declaration import declare
+from storage import staff_changes
 from storage.db import Database
 from storage.models import (
     AdminUnit,
@@ -728,8 +729,8 @@ async def _demo_with_staff_change(db: Database, text: str) -> int:
     ent = await enterprise(db, "芦溪县赣西物流有限公司")
     day = D2
     async with db.transaction() as s:
-        items = await staff.declare(s, ent.id, text)
-        await staff.apply(s, ent.id, items, day)
+        items = declare(text, await staff_changes.enterprise_staff(s, ent.id))
+        await staff_changes.apply(s, ent.id, items, day)
         change = StaffChange(
             enterprise_id=ent.id,
             room_id="!ent:localhost",

@@ -42,6 +42,10 @@ def mentions(event: Message) -> list[str]:
     return (event.source.get("content", {}).get("m.mentions") or {}).get("user_ids", [])
 
 
+def msgtype(event: Message) -> str:
+    return str(event.source.get("content", {}).get("msgtype"))
+
+
 async def ask(client: AsyncClient, room: str, bot: BotUnderTest, text: str) -> str:
     """Send text; return the body of the bot's reply to exactly that event."""
     event_id = await send_text(client, room, text)
@@ -174,6 +178,7 @@ async def test_reminders_and_summaries_on_a_controlled_clock(
         assert reminder.body.startswith("走访提醒（芦溪县二级网格·道路货运）")
         assert f"张敏：{TONGDA}、{HAZMAT}" in reminder.body and GANXI not in reminder.body
         assert mentions(reminder) == [member.user_id] and "延迟" not in reminder.body
+        assert msgtype(reminder) == "m.text"  # it asks the member to act: it rings
 
         # Down across the 25th 09:00: the reminder comes at start, once, and says it is late.
         await bot.stop()
@@ -197,12 +202,13 @@ async def test_reminders_and_summaries_on_a_controlled_clock(
         up = await wait_for_message(office, l1, lambda e: e.sender == bot.user_id)
         assert "请 周芳 关注" in up.body and "总覆盖率 25%（1/4）" in up.body
         assert mentions(up) == [office.user_id]
+        assert msgtype(gaps) == msgtype(up) == "m.text"
 
         clock.move_to(at(2026, 12, 15, 9, 0, 30))
         await bot.bot.scheduler.tick()
         meeting = await wait_for_message(chief, l2, lambda e: e.sender == bot.user_id)
         assert "李卫东，2026 年第 4 季度还没有登记安全生产工作会议" in meeting.body
-        assert mentions(meeting) == [chief.user_id]
+        assert mentions(meeting) == [chief.user_id] and msgtype(meeting) == "m.text"
 
         clock.move_to(at(2027, 1, 1, 9, 1))
         await bot.bot.scheduler.tick()
@@ -210,5 +216,5 @@ async def test_reminders_and_summaries_on_a_controlled_clock(
             office, l1, lambda e: e.sender == bot.user_id and "会议情况" in e.body
         )
         assert "2 个二级网格中有 2 个未登记会议" in quarter.body
-        assert mentions(quarter) == [c["l1chief"].user_id]
+        assert mentions(quarter) == [c["l1chief"].user_id] and msgtype(quarter) == "m.text"
         await bot.stop()

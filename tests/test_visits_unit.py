@@ -19,6 +19,7 @@ import handlers.visits.listing
 import handlers.visits.meetings
 import handlers.visits.reminders
 import handlers.visits.visit
+from bot.dates import month_bounds
 from bot.words import choose, past_day, says_no_problem, split_names
 from storage.db import Database
 from storage.models import Assignment, Enterprise, OutboxMessage, Person, Role, ScheduledJob
@@ -357,6 +358,28 @@ async def test_visits_report_numbers_per_role(db: Database) -> None:
         out = await h.say("@member_p:localhost", "/visits")
         assert "覆盖率 0%（0/1）" in out[0] and f"✗ {STATION}" in out[0]
         assert "你无权使用 /visits" in (await h.say("@entchief:localhost", "/visits"))[0]
+        assert {r.content["msgtype"] for r in await box.new()} == {"m.notice"}  # answers
+
+
+async def test_a_month_with_nothing_to_visit_says_so(db: Database) -> None:
+    """Before any assignment there was nothing to visit: no "100% (0/0)"."""
+    h, _g = await setup(db)
+    with time_machine.travel(at(2026, 11, 20, 10, 0), tick=False):
+        (out,) = await h.say(MEMBER, "/visits 2025-12")
+        assert "这个月你没有需要走访的企业" in out and "覆盖率" not in out
+        (out,) = await h.say(OFFICE, "/visits 2025-12")
+        assert "你的范围内没有走访任务" in out
+        assert "【芦溪县二级网格·道路货运】没有走访任务" in out
+        assert "无网格员负责：芦溪汽车站" in out  # nobody served it then
+        assert "%" not in out and "0/0" not in out
+    en = DispatchHarness(db, MODULES, make_config(language="en"))
+    await en.new_messages()  # the answers above
+    with time_machine.travel(at(2026, 11, 20, 10, 0), tick=False):
+        (out,) = await en.say(MEMBER, "/visits 2025-12")
+        assert "You had no enterprise to visit that month" in out and "Coverage" not in out
+        (out,) = await en.say(OFFICE, "/visits 2025-12")
+        assert "Nothing to visit in your scope" in out and "nothing to visit" in out
+        assert "%" not in out and "0/0" not in out
 
 
 async def test_month_pairs_follow_the_roster_history(db: Database) -> None:
@@ -381,8 +404,8 @@ async def test_month_pairs_follow_the_roster_history(db: Database) -> None:
             )
         )
     async with db.transaction() as s:
-        nov = await pairs_for_month(s, 2026, 11)
-        dec = await pairs_for_month(s, 2026, 12)
+        nov = await pairs_for_month(s, month_bounds(2026, 11))
+        dec = await pairs_for_month(s, month_bounds(2026, 12))
         assert {(p.person_name, p.enterprise_name) for p in nov} == {
             ("张敏", GANXI),
             ("张敏", TONGDA),
@@ -390,7 +413,7 @@ async def test_month_pairs_follow_the_roster_history(db: Database) -> None:
             ("赵磊", STATION),
         }
         assert {p.enterprise_name for p in dec} == {GANXI, HAZMAT}
-        table = await coverage(s, 2026, 12, await level2_grids(s))
+        table = await coverage(s, month_bounds(2026, 12), await level2_grids(s))
         freight = next(t for t in table if t.grid_id == g.grids["freight"])
         assert set(freight.unserved) == {TONGDA, "新开物流公司"}
 
@@ -508,6 +531,7 @@ async def test_reminders_and_month_end_summaries(sqlite_db: Database) -> None:
         await h.scheduler.tick()
         dm, l2 = sorted(await box.new(), key=lambda r: r.room_id)
         assert l2.room_id == "!l2:localhost" and mentions(l2) == [MEMBER]
+        assert l2.content["msgtype"] == dm.content["msgtype"] == "m.text"  # it rings
         assert f"张敏：{TONGDA}、{HAZMAT}" in l2.content["body"] and GANXI not in l2.content["body"]
         assert "还剩 10 天" in l2.content["body"] and "延迟" not in l2.content["body"]
         assert 'href="https://matrix.to/#/@member:localhost"' in l2.content["formatted_body"]
@@ -524,6 +548,7 @@ async def test_reminders_and_month_end_summaries(sqlite_db: Database) -> None:
             ("!l2:localhost", [CHIEF]),
             ("!l1:localhost", [OFFICE]),
         ]
+        assert {r.content["msgtype"] for r in rows} == {"m.text"}  # gaps: they must act
         chief, office = (r.content["body"] for r in rows)
         assert chief.startswith("2026-11 走访情况汇总（芦溪县二级网格·道路货运），请 李卫东 关注")
         assert "覆盖率 33%（1/3）" in chief and f"未走访：{TONGDA}、{HAZMAT}" in chief
@@ -550,6 +575,31 @@ async def test_a_reminder_missed_while_down_comes_once_and_says_late(sqlite_db: 
         again = DispatchHarness(sqlite_db, MODULES)
         await again.scheduler.tick()
         assert await box.new() == []
+
+
+async def test_a_summary_with_nothing_left_to_do_is_quiet(sqlite_db: Database) -> None:
+    """Every visit of November made: the month-end summaries ask nobody to act, so they are
+    notices that mention nobody (a ringing message is for what asks people to act)."""
+    h, g = await setup(sqlite_db)
+    await _rooms(sqlite_db, g, passenger_room=True)
+    await _add_visits(
+        sqlite_db,
+        g,
+        ("member", GANXI, date(2026, 11, 3)),
+        ("member", TONGDA, date(2026, 11, 9)),
+        ("member", HAZMAT, date(2026, 11, 11)),
+        ("member_p", STATION, date(2026, 11, 12)),
+    )
+    box = Outbox(sqlite_db)
+    with time_machine.travel(at(2026, 11, 19, 10, 0), tick=False) as clock:
+        await h.scheduler.tick()
+        clock.move_to(at(2026, 12, 1, 9, 1))
+        await h.scheduler.tick()
+        rows = await box.new()
+    assert sorted(r.room_id for r in rows) == ["!l1:localhost", "!l2:localhost", "!l2p:localhost"]
+    for r in rows:
+        assert r.content["msgtype"] == "m.notice" and mentions(r) == [], r.content["body"]
+        assert "走访已全部完成" in r.content["body"]
 
 
 async def test_meeting_reminder_and_quarter_summary(sqlite_db: Database) -> None:
@@ -579,6 +629,7 @@ async def test_meeting_reminder_and_quarter_summary(sqlite_db: Database) -> None
         await h.scheduler.tick()
         (row,) = await box.new()
         assert row.room_id == "!l2p:localhost" and mentions(row) == ["@l2chief_p:localhost"]
+        assert row.content["msgtype"] == "m.text"
         assert "陈红，2026 年第 4 季度还没有登记安全生产工作会议" in row.content["body"]
         assert "2026-12-31 前召开（还剩 16 天）" in row.content["body"]
 
@@ -587,6 +638,7 @@ async def test_meeting_reminder_and_quarter_summary(sqlite_db: Database) -> None
         rows = [r for r in await box.new() if "安全生产工作会议情况" in r.content["body"]]
         (summary,) = rows
         assert summary.room_id == "!l1:localhost" and mentions(summary) == ["@l1chief:localhost"]
+        assert summary.content["msgtype"] == "m.text"
         body = summary.content["body"]
         assert "2 个二级网格中有 1 个未登记会议" in body
         assert "芦溪县二级网格·道路客运（网格长：陈红）" in body and "道路货运" not in body

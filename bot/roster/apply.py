@@ -22,7 +22,6 @@ from bot.roster.layout import (
     level2_grid_name,
 )
 from bot.roster.parse import PersonRef, RosterRow, RowError, read_roster
-from bot.staff import LEAVE
 from storage.db import Database
 from storage.directory import role_label
 from storage.models import (
@@ -36,6 +35,7 @@ from storage.models import (
     StaffChange,
     UnitKind,
 )
+from storage.staff_changes import LEAVE
 
 # Keeps IN (...) lists well under every driver's bound-parameter limit.
 CHUNK = 500

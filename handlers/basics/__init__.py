@@ -1,0 +1,1 @@
+"""The basics every user has: /help, /whoami, /language, /cancel, and joining on invite."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 
 from nio import AsyncClient, JoinResponse
 
@@ -17,16 +18,11 @@ from storage.directory import active_matrix_ids, identify
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class InviteHandler:
-    def __init__(
-        self,
-        client: AsyncClient,
-        db: Database,
-        services: Services,
-    ) -> None:
-        self.client = client
-        self.db = db
-        self.services = services
+    client: AsyncClient
+    db: Database
+    services: Services
 
     async def __call__(self, invite: Invite) -> None:
         async with self.db.transaction() as session:

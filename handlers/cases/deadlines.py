@@ -1,7 +1,8 @@
 """Deadlines of cases and the scheduled jobs that watch them (run by handlers/cases/jobs.py).
 
 Job keys carry the deadline they watch, so a moved deadline simply makes new jobs and the old
-ones find the case changed and do nothing.
+ones find the case changed and do nothing. The jobs are created in the transaction of the
+step that set the deadline (the ``threads`` of that command or job).
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot import scheduler
 from bot.config import Config
 from bot.dates import add_working_hours
+from handlers.cases.threads import CaseThreads
 from storage.cases import CaseRequest, Hazard
 
 HAZARD_OVERDUE = "hazard-overdue"
@@ -47,17 +47,16 @@ def _hazard_watch(hazard: Hazard) -> tuple[str, dict[str, Any]]:
     return f"{hazard.code}:{stamp}:r{hazard.rework_count}", payload
 
 
-async def watch_hazard(session: AsyncSession, config: Config, hazard: Hazard) -> None:
+async def watch_hazard(threads: CaseThreads, hazard: Hazard) -> None:
     """First overdue reminder at the deadline (at once if it has passed already); the chief is
     told some working hours later."""
-    stem, payload = _hazard_watch(hazard)
+    config = threads.config
     first = max(hazard.deadline_at, datetime.now(UTC))
-    await scheduler.schedule(
-        session, HAZARD_OVERDUE, f"{HAZARD_OVERDUE}:{stem}:0", first, {**payload, "n": 0}
-    )
+    await _remind(threads, hazard, 0, first)
+    stem, payload = _hazard_watch(hazard)
     hours = config.timing.escalation.hazard_overdue_escalate_hours
     await scheduler.schedule(
-        session,
+        threads.session,
         HAZARD_OVERDUE_CHIEF,
         f"{HAZARD_OVERDUE_CHIEF}:{stem}",
         working_hours_after(first, hours, config),
@@ -65,23 +64,22 @@ async def watch_hazard(session: AsyncSession, config: Config, hazard: Hazard) ->
     )
 
 
-async def next_hazard_reminder(
-    session: AsyncSession, config: Config, hazard: Hazard, n: int, after: datetime
-) -> None:
-    stem, payload = _hazard_watch(hazard)
+async def remind_again(threads: CaseThreads, hazard: Hazard, n: int, after: datetime) -> None:
+    """Reminder ``n``, some working hours after the one before."""
+    config = threads.config
     hours = config.timing.escalation.hazard_overdue_remind_hours
-    await scheduler.schedule(
-        session,
-        HAZARD_OVERDUE,
-        f"{HAZARD_OVERDUE}:{stem}:{n}",
-        working_hours_after(after, hours, config),
-        {**payload, "n": n},
-    )
+    await _remind(threads, hazard, n, working_hours_after(after, hours, config))
 
 
-async def watch_request(session: AsyncSession, request: CaseRequest) -> None:
+async def _remind(threads: CaseThreads, hazard: Hazard, n: int, due_at: datetime) -> None:
+    stem, payload = _hazard_watch(hazard)
+    key = f"{HAZARD_OVERDUE}:{stem}:{n}"
+    await scheduler.schedule(threads.session, HAZARD_OVERDUE, key, due_at, {**payload, "n": n})
+
+
+async def watch_request(threads: CaseThreads, request: CaseRequest) -> None:
     await scheduler.schedule(
-        session,
+        threads.session,
         REQUEST_DEADLINE,
         request_job_key(request),
         request.deadline_at,
@@ -89,8 +87,8 @@ async def watch_request(session: AsyncSession, request: CaseRequest) -> None:
     )
 
 
-async def unwatch_request(session: AsyncSession, request: CaseRequest) -> None:
-    await scheduler.cancel(session, request_job_key(request))
+async def unwatch_request(threads: CaseThreads, request: CaseRequest) -> None:
+    await scheduler.cancel(threads.session, request_job_key(request))
 
 
 def request_job_key(request: CaseRequest) -> str:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-
 from bot.commands import KNOWN, Arg, command
 from bot.context import CommandContext
-from handlers.cases.support import refuse, visible_case
-from storage import cases
-from storage.directory import Action, enterprise_ids_in, reach
-from storage.models import Enterprise, RoomInfo
+from handlers.cases.actors import case_in_reach, parse_case_code
+from storage import cases, rooms
+from storage.directory import Action, enterprise_ids_in, enterprise_names, reach
 
 # Lines shown by /overdue per kind; the rest is counted.
 OVERDUE_LIMIT = 30
@@ -34,35 +31,22 @@ OVERDUE_LIMIT = 30
     roles=KNOWN,
 )
 async def history_command(ctx: CommandContext) -> None:
-    code = cases.parse_code(ctx.args["code"])
-    if code is None:
-        refuse(ctx.reply, "bad_code", ctx.args["code"], "")
-        return
-    await show(ctx, code)
+    await show(ctx, parse_case_code(ctx.args["code"]))
 
 
 async def show(ctx: CommandContext, code: str) -> None:
     """Reply with the case and its trail, if the sender may see it."""
     kind = cases.kind_of(code)
-    found = await visible_case(ctx, code, kind, cases.MODEL[kind])
-    if found is None:
-        return
-    row, ent, _ = found
+    row, ent, _ = await case_in_reach(ctx, code, cases.MODEL[kind])
     events = await cases.history(ctx.session, code)
-    room_ids = {e.room_id for e in events if e.room_id}
-    kinds = {}
-    if room_ids:
-        rows = await ctx.session.execute(
-            select(RoomInfo.room_id, RoomInfo.kind).where(RoomInfo.room_id.in_(room_ids))
-        )
-        kinds = {room_id: kind for room_id, kind in rows}
+    where = await rooms.get_many(ctx.session, sorted({e.room_id for e in events if e.room_id}))
     ctx.reply(
         "case_history",
         kind=kind,
         case=row,
         ent=ent,
         events=events,
-        room_kinds=kinds,
+        room_kinds={room_id: info.kind for room_id, info in where.items()},
         tz=ctx.services.config.tz,
     )
 
@@ -85,12 +69,7 @@ async def overdue_command(ctx: CommandContext) -> None:
     hazards = await cases.overdue_hazards(ctx.session, now, scope)
     requests = await cases.overdue_requests(ctx.session, now, scope)
     ent_ids = {h.enterprise_id for h in hazards} | {r.enterprise_id for r in requests}
-    names = {}
-    if ent_ids:
-        rows = await ctx.session.execute(
-            select(Enterprise.id, Enterprise.name).where(Enterprise.id.in_(ent_ids))
-        )
-        names = {i: n for i, n in rows}
+    names = await enterprise_names(ctx.session, ent_ids)
     ctx.reply(
         "case_overdue",
         hazards=hazards[:OVERDUE_LIMIT],

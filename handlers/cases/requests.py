@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot import conversation
-from bot.commands import Arg, command
+from bot.commands import Arg, Handler, Text, command
 from bot.context import CommandContext
-from bot.conversation import TEXT, Ask, Conversation, Incoming, Step
+from bot.conversation import TEXT, Conversation, Incoming, Step
 from bot.words import normalize
 from handlers.cases import request_rules
-from handlers.cases.support import (
-    Poster,
-    Refusal,
-    actor_of,
-    enterprise_here,
-    home_room,
-    refuse,
-    visible_case,
-)
+from handlers.cases.actors import Actor, acknowledge, actor_of, case_in_reach, parse_case_code
+from handlers.cases.refusals import CaseError, end_refused
+from handlers.cases.report_enterprise import enterprise_here
+from handlers.cases.threads import CaseThreads
 from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage import cases
 from storage.cases import REQUEST, CaseRequest
-from storage.directory import ENTERPRISE_STAFF, L1_ROLES, L2_STAFF, own_enterprises
+from storage.directory import ENTERPRISE_STAFF, L1_ROLES, L2_STAFF, Capacity, own_enterprises
 from storage.models import Enterprise
 
 # Who takes and resolves requests: the level-2 and level-1 grids (not admins: no level holds).
 HANDLERS = L2_STAFF | L1_ROLES
 
-raise_conv = Conversation("escalate", steps=[Ask("text", TEXT)])
+raise_conv = Conversation("escalate", TEXT("text"))
 
 # Replies in a request's thread that act on it.
 REPLY_WORDS = {
@@ -73,18 +70,14 @@ async def escalate_command(ctx: CommandContext) -> None:
     text = (ctx.args.get("text") or "").strip()
     first, _, rest = text.partition(" ")
     if text and is_visit_code(first):
-        found = await visit_to_follow(ctx, first)
-        if found is not None:
-            visit, ent = found
-            await _raise(ctx, (ent, "level2"), problem_text(ctx, visit))
+        visit, ent = await visit_to_follow(ctx, first)
+        await _raise(ctx, (ent, "level2"), problem_text(ctx, visit))
         return
     code = cases.parse_code(first) if text else None
     if code is not None:
         await act(ctx, code, "escalate", rest.strip())
         return
     target = await raise_target(ctx)
-    if target is None:
-        return
     if not text:
         await conversation.start(ctx, raise_conv, "text", {})
         ctx.reply("request_ask", enterprise=target[0].name)
@@ -92,74 +85,63 @@ async def escalate_command(ctx: CommandContext) -> None:
     await _raise(ctx, target, text)
 
 
-@command(
+def request_step_command(
+    action: str, alias: str, *, summary: Text, details: Text, note: Arg | None = None
+) -> Handler:
+    """/take or /resolve: a step on the request whose code follows (then ``note``, if the
+    step takes one), by those who handle requests."""
+
+    async def take_step(ctx: CommandContext) -> None:
+        code = parse_case_code(ctx.args["code"], REQUEST)
+        await act(ctx, code, action, ctx.args.get("note") or "")
+
+    take_step.__name__ = take_step.__qualname__ = f"{action}_command"
+    args = (_CODE_ARG,) if note is None else (_CODE_ARG, note)
+    return command(
+        action, aliases=(alias,), summary=summary, details=details, args=args, roles=HANDLERS
+    )(take_step)
+
+
+take_command = request_step_command(
     "take",
-    aliases=("受理",),
+    "受理",
     summary={"zh_CN": "受理一条问题诉求", "en": "take a request"},
     details={
         "zh_CN": "例如 /受理 E-2026-0001。由诉求当前所在层级的人员受理，受理后不再自动上报。",
         "en": "e.g. /take E-2026-0001, by someone at the request's current level.",
     },
-    args=(_CODE_ARG,),
-    roles=HANDLERS,
 )
-async def take_command(ctx: CommandContext) -> None:
-    code = _request_code(ctx, ctx.args["code"])
-    if code:
-        await act(ctx, code, "take", "")
-
-
-@command(
+resolve_command = request_step_command(
     "resolve",
-    aliases=("解决",),
+    "解决",
+    note=Arg({"zh_CN": "处理结果", "en": "answer"}, rest=True, key="note"),
     summary={"zh_CN": "答复并办结一条问题诉求", "en": "resolve a request with an answer"},
     details={
         "zh_CN": "例如 /解决 E-2026-0001 已协调交警在路口增设警示标志。",
         "en": "e.g. /resolve E-2026-0001 warning signs added with the traffic police.",
     },
-    args=(_CODE_ARG, Arg({"zh_CN": "处理结果", "en": "answer"}, rest=True, key="note")),
-    roles=HANDLERS,
 )
-async def resolve_command(ctx: CommandContext) -> None:
-    code = _request_code(ctx, ctx.args["code"])
-    if code:
-        await act(ctx, code, "resolve", ctx.args["note"])
 
 
-def _request_code(ctx: CommandContext, text: str) -> str | None:
-    code = cases.parse_code(text)
-    if code is None or cases.kind_of(code) != REQUEST:
-        refuse(ctx.reply, "bad_code" if code is None else "wrong_kind", text, REQUEST)
-        return None
-    return code
+Rule = Callable[[CaseThreads, Actor, Capacity, CaseRequest, str], Awaitable[None]]
+STEPS: dict[str, Rule] = {
+    "take": request_rules.take,
+    "resolve": request_rules.resolve,
+    "escalate": request_rules.pass_up,
+}
 
 
 async def act(ctx: CommandContext, code: str, action: str, note: str) -> None:
     if cases.kind_of(code) != REQUEST:
-        refuse(ctx.reply, "wrong_kind", code, REQUEST)
-        return
-    found = await visible_case(ctx, code, REQUEST, CaseRequest)
-    if found is None:
-        return
-    req, _, st = found
+        raise CaseError("wrong_kind", code, REQUEST)
+    req, _, cap = await case_in_reach(ctx, code, CaseRequest)
     actor = await actor_of(ctx, code)
-    poster = Poster.of(ctx)
-    try:
-        if action == "take":
-            await request_rules.take(poster, actor, st, req)
-        elif action == "resolve":
-            await request_rules.resolve(poster, actor, st, req, note)
-        else:
-            await request_rules.pass_up(poster, actor, st, ctx.services.config, req, note)
-    except Refusal as refusal:
-        refuse(ctx.reply, refusal.reason, code, REQUEST, **refusal.values)
-        return
-    if not actor.in_thread:
-        ctx.reply("case_ack", code=code, kind=REQUEST, action=action, status=req.state)
+    await STEPS[action](CaseThreads(ctx), actor, cap, req, note)
+    acknowledge(ctx.reply, actor, code, REQUEST, action, req.state)
 
 
-async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str] | None:
-    """Which enterprise a new request is for, and the level it starts at (replies if none)."""
+async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str]:
+    """Which enterprise a new request is for, and the level it starts at (CaseError if none)."""
     ident = ctx.identity
     own = own_enterprises(ident)
     if own:
@@ -170,17 +152,14 @@ async def raise_target(ctx: CommandContext) -> tuple[Enterprise, str] | None:
         ent = await enterprise_here(ctx, list(ident.served))
         if ent is not None:
             return ent, "level2"
-    refuse(ctx.reply, "raise_where", "", REQUEST)
-    return None
+    raise CaseError("raise_where", "", REQUEST)
 
 
 async def _raise(ctx: CommandContext, target: tuple[Enterprise, str], text: str) -> None:
     ent, level = target
     actor = await actor_of(ctx)
-    req = await request_rules.raise_request(
-        Poster.of(ctx), actor, ctx.services.config, ent.id, text, level
-    )
-    if await home_room(ctx.session, req.code) != ctx.room_id:
+    req = await request_rules.raise_request(CaseThreads(ctx), actor, ent.id, text, level)
+    if await cases.home_room(ctx.session, req.code) != ctx.room_id:
         ctx.reply("request_raised", r=req, enterprise=ent.name, tz=ctx.services.config.tz)
 
 
@@ -190,10 +169,13 @@ async def ask_text(step: Step, msg: Incoming) -> None:
     if not msg.text:
         step.reply("request_ask", enterprise="")
         return
-    target = await raise_target(ctx)
+    try:
+        target = await raise_target(ctx)
+    except CaseError as refusal:
+        end_refused(step, refusal)  # the sender's roles changed meanwhile
+        return
     step.end()
-    if target is not None:
-        await _raise(ctx, target, msg.text)
+    await _raise(ctx, target, msg.text)
 
 
 async def on_reply(ctx: CommandContext, code: str, text: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.commands import strip_reply_fallback
 from bot.context import CommandContext
 from handlers.cases import accidents, hazards, requests
-from handlers.cases.support import related_event_ids
+from handlers.cases.threads import case_answered, related_event_ids
 from storage import cases
 
 
@@ -18,13 +18,12 @@ async def case_reply_hook(ctx: CommandContext) -> bool:
     body = content.get("body")
     if content.get("msgtype") != "m.text" or not isinstance(body, str):
         return False
-    related = related_event_ids(ctx)
-    if not related:
+    if not related_event_ids(ctx):
         return False
     text = strip_reply_fallback(body).strip()
     if not text or text.startswith(("/", "／")):
         return False
-    code = await cases.code_for_event(ctx.session, related)
+    code = await case_answered(ctx)
     if code is None:
         return False
     kind = cases.kind_of(code)

@@ -10,13 +10,24 @@ as on time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot import words
-from bot.commands import DIRECT, ENTERPRISE_ROOM, Arg, ArgError, command, strip_reply_fallback
+from bot.commands import (
+    DIRECT,
+    ENTERPRISE_ROOM,
+    Arg,
+    ArgError,
+    Handler,
+    Text,
+    command,
+    strip_reply_fallback,
+)
 from bot.context import CommandContext
+from bot.errors import UserError
 from storage import notices as N
 from storage import rooms
 from storage.directory import ENTERPRISE_STAFF, is_staff_of, own_enterprise_ids
@@ -47,6 +58,10 @@ def code_arg(text: str) -> str:
             }
         )
     return code
+
+
+# The notice number as a command's argument (/ack, /feedback, /status).
+NOTICE_CODE = Arg({"zh_CN": "通知编号", "en": "notice"}, parse=code_arg, key="code")
 
 
 def _ack_time(ctx: CommandContext) -> datetime:
@@ -103,6 +118,16 @@ async def acknowledge(
     )
 
 
+async def _notice_and_target(
+    ctx: CommandContext, carried: N.Carried
+) -> tuple[N.Notice, N.NoticeTarget]:
+    assert carried.target_id is not None
+    target = await ctx.session.get(N.NoticeTarget, carried.target_id)
+    notice = await ctx.session.get(N.Notice, carried.notice_id)
+    assert target is not None and notice is not None
+    return notice, target
+
+
 class NoticeAckHook:
     """Dispatcher hook: reactions and 收到-replies on any message that carried a notice."""
 
@@ -129,9 +154,7 @@ class NoticeAckHook:
             or normalize_key(key) not in ACK_KEYS
         ):
             return True  # another emoji, or the level-2 copy: nothing to record
-        target = await ctx.session.get(N.NoticeTarget, carried.target_id)
-        notice = await ctx.session.get(N.Notice, carried.notice_id)
-        assert target is not None and notice is not None
+        notice, target = await _notice_and_target(ctx, carried)
         if not is_staff_of(ctx.identity, target.enterprise_id):
             return True  # an outsider's ✅ (e.g. the grid member's) does not count; stay quiet
         result = await acknowledge(ctx, notice, target, N.BY_REACTION)
@@ -156,12 +179,9 @@ class NoticeAckHook:
         carried = await N.carried_by(ctx.session, parent)
         if carried is None or carried.target_id is None:
             return False
-        target = await ctx.session.get(N.NoticeTarget, carried.target_id)
-        notice = await ctx.session.get(N.Notice, carried.notice_id)
-        assert target is not None and notice is not None
+        notice, target = await _notice_and_target(ctx, carried)
         if not is_staff_of(ctx.identity, target.enterprise_id):
-            ctx.reply("ack_not_counted", enterprise=target.enterprise_name, code=notice.code)
-            return True
+            raise UserError("ack_not_counted", enterprise=target.enterprise_name, code=notice.code)
         result = await acknowledge(ctx, notice, target, N.BY_REPLY)
         ctx.reply("ack_result", results=[result.as_dict(_tz(ctx))])
         return True
@@ -174,33 +194,27 @@ def _tz(ctx: CommandContext) -> Any:
 # --- commands -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Targets:
-    """What an /ack or /feedback in this room, by this sender, is about."""
-
-    pairs: list[tuple[N.Notice, N.NoticeTarget]]
-    error: str | None = None
-    values: dict[str, Any] | None = None
-
-
-async def _room_enterprises(ctx: CommandContext) -> tuple[list[int], _Targets | None]:
-    """Enterprises the sender speaks for here, or the error to answer with."""
+async def _room_enterprises(ctx: CommandContext) -> list[int]:
+    """The enterprises the sender speaks for here: the room's own, or (in a direct chat) all
+    of theirs. Refuses an outsider in an enterprise room."""
     if ctx.room_kind != ENTERPRISE_ROOM:
-        return own_enterprise_ids(ctx.identity), None
+        return own_enterprise_ids(ctx.identity)
     info = await rooms.get(ctx.session, ctx.room_id)
     eid = info.enterprise_id if info else None
     enterprise = await ctx.session.get(Enterprise, eid) if eid is not None else None
     if enterprise is None:
-        return [], _Targets([], "ack_no_enterprise", {})
+        raise UserError("ack_no_enterprise")
     if not is_staff_of(ctx.identity, enterprise.id):
-        return [], _Targets([], "ack_not_counted", {"enterprise": enterprise.name, "code": None})
-    return [enterprise.id], None
+        raise UserError("ack_not_counted", enterprise=enterprise.name, code=None)
+    return [enterprise.id]
 
 
-async def _find_targets(ctx: CommandContext, code: str | None) -> _Targets:
-    enterprise_ids, error = await _room_enterprises(ctx)
-    if error:
-        return error
+async def _find_targets(
+    ctx: CommandContext, code: str | None
+) -> list[tuple[N.Notice, N.NoticeTarget]]:
+    """What an /ack or /feedback in this room, by this sender, is about: the notice named (or
+    replied to), else the one notice still open. Refuses when that is not clear."""
+    enterprise_ids = await _room_enterprises(ctx)
     if code is None:
         content = ctx.event.source.get("content") or {}
         parent = _parent_event(content)
@@ -211,73 +225,77 @@ async def _find_targets(ctx: CommandContext, code: str | None) -> _Targets:
     if code is not None:
         notice = await N.by_code(ctx.session, code)
         if notice is None:
-            return _Targets([], "ack_unknown_notice", {"code": code})
+            raise UserError("ack_unknown_notice", code=code)
         pairs = []
         for eid in enterprise_ids:
             target = await N.target_for(ctx.session, notice.id, eid)
             if target is not None:
                 pairs.append((notice, target))
         if not pairs:
-            return _Targets([], "ack_not_targeted", {"code": code})
-        return _Targets(pairs)
+            raise UserError("ack_not_targeted", code=code)
+        return pairs
     open_pairs = await N.open_targets_for(ctx.session, enterprise_ids)
     codes = sorted({n.code for n, _ in open_pairs})
     if not open_pairs:
-        return _Targets([], "ack_nothing_open", {})
+        raise UserError("ack_nothing_open")
     if len(codes) > 1:
-        return _Targets([], "ack_which", {"codes": codes})
-    return _Targets(open_pairs)
+        raise UserError("ack_which", codes=codes)
+    return open_pairs
 
 
-@command(
+def answer_command(
+    name: str, *, aliases: tuple[str, ...], summary: Text, args: tuple[Arg, ...], details: Text
+) -> Callable[[Handler], Handler]:
+    """A command by which an enterprise answers a notice (/ack, /feedback): its own chief and
+    members, in its room or a direct chat."""
+    return command(
+        name,
+        aliases=aliases,
+        summary=summary,
+        args=args,
+        details=details,
+        roles=ENTERPRISE_STAFF,
+        rooms=ACK_ROOMS,
+    )
+
+
+@answer_command(
     "ack",
     aliases=("收到", "确认收到"),
     summary={"zh_CN": "确认收到通知", "en": "acknowledge a notice"},
-    args=(Arg({"zh_CN": "通知编号", "en": "notice"}, required=False, parse=code_arg, key="code"),),
+    args=(replace(NOTICE_CODE, required=False),),
     details={
         "zh_CN": "企业负责人或网格员在企业群中确认收到通知，例如 /收到 N-2026-0001。"
-        "只有一条待确认的通知时可省略编号；也可以在通知上点 ✅ 或 👍，或回复该通知“收到”。",
-        "en": "In the enterprise room, e.g. /ack N-2026-0001; without a number when only one "
-        "notice is open. A ✅ or 👍 on the notice, or a reply saying 收到, works too.",
+        "只有一条待确认的通知时可省略编号；"
+        "也可以在通知上点 ✅ 或 👍，或回复该通知“收到”。",
+        "en": "In the enterprise room, e.g. /ack N-2026-0001; "
+        "without a number when only one notice is open. "
+        "A ✅ or 👍 on the notice, or a reply saying 收到, works too.",
     },
-    roles=ENTERPRISE_STAFF,
-    rooms=ACK_ROOMS,
 )
 async def ack(ctx: CommandContext) -> None:
-    found = await _find_targets(ctx, ctx.args.get("code"))
-    if found.error:
-        ctx.reply(found.error, **(found.values or {}))
-        return
-    results = [await acknowledge(ctx, n, t, N.BY_COMMAND) for n, t in found.pairs]
+    pairs = await _find_targets(ctx, ctx.args.get("code"))
+    results = [await acknowledge(ctx, n, t, N.BY_COMMAND) for n, t in pairs]
     ctx.reply("ack_result", results=[r.as_dict(_tz(ctx)) for r in results])
 
 
-@command(
+@answer_command(
     "feedback",
     aliases=("反馈",),
     summary={"zh_CN": "报告通知的贯彻落实情况", "en": "report how a notice was carried out"},
-    args=(
-        Arg({"zh_CN": "通知编号", "en": "notice"}, parse=code_arg, key="code"),
-        Arg({"zh_CN": "落实情况", "en": "what was done"}, rest=True, key="text"),
-    ),
+    args=(NOTICE_CODE, Arg({"zh_CN": "落实情况", "en": "what was done"}, rest=True, key="text")),
     details={
         "zh_CN": "例如 /反馈 N-2026-0001 已组织全体驾驶员学习，并完成车辆安全检查。"
         "可多次反馈，均会保存；反馈同时视为确认收到。",
         "en": "e.g. /feedback N-2026-0001 All drivers briefed, vehicles checked. "
         "Each feedback is kept; it also counts as an acknowledgement.",
     },
-    roles=ENTERPRISE_STAFF,
-    rooms=ACK_ROOMS,
 )
 async def feedback(ctx: CommandContext) -> None:
-    found = await _find_targets(ctx, ctx.args["code"])
-    if found.error:
-        ctx.reply(found.error, **(found.values or {}))
-        return
-    if len(found.pairs) > 1:
-        ctx.reply("feedback_which", enterprises=[t.enterprise_name for _, t in found.pairs])
-        return
-    notice, target = found.pairs[0]
+    pairs = await _find_targets(ctx, ctx.args["code"])
+    if len(pairs) > 1:
+        raise UserError("feedback_which", enterprises=[t.enterprise_name for _, t in pairs])
+    notice, target = pairs[0]
     ctx.session.add(
         N.NoticeFeedback(
             target_id=target.id,

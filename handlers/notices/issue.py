@@ -17,18 +17,23 @@ from bot.commands import (
     L1_ROOM,
     L2_ROOM,
     Arg,
+    Handler,
+    Text,
     command,
     strip_reply_fallback,
     tr,
 )
 from bot.context import CommandContext
 from bot.conversation import CONFIRM, TEXT, Ask, Conversation, Incoming, Step
+from bot.errors import UserError
 from bot.words import CANCEL, confirmed, is_in
 from handlers.notices.options import (
     NOTICE_KIND_WORDS,
     REMIND_KIND_WORDS,
     Filter,
     OptionError,
+    Options,
+    Resolution,
     parse_options,
     resolve,
 )
@@ -52,15 +57,6 @@ remind_conv = Conversation(REMIND, steps=_STEPS)
 _CONVERSATIONS = {BROADCAST: broadcast_conv, NOTICE: notice_conv, REMIND: remind_conv}
 
 
-def _options_arg(kinds: str) -> Arg:
-    return Arg(
-        {"zh_CN": f"{kinds} 范围 --within 24h", "en": "kind filters --within 24h"},
-        required=False,
-        rest=True,
-        key="options",
-    )
-
-
 _FILTER_HELP_ZH = (
     "范围可写领域（客运 货运 港口 航运 渡口 工程）、企业类型（如 道路货运企业）、"
     "县区（县:芦溪县）或企业名称（企业:赣西物流有限公司,芦溪通达货运公司），不写则为全部；"
@@ -72,14 +68,41 @@ _FILTER_HELP_EN = (
 )
 
 
-@command(
+def issuing_command(
+    origin: str, alias: str, *, kinds: str, summary: Text, details: Text
+) -> Handler:
+    """/broadcast, /notice or /remind: the same command in other words, each reaching as far as
+    its action's row of the directory's RULES; each starts the conversation of its origin."""
+
+    async def begin(ctx: CommandContext) -> None:
+        await _begin(ctx, origin)
+
+    begin.__name__ = begin.__qualname__ = origin
+    options = Arg(
+        {"zh_CN": f"{kinds} 范围 --within 24h", "en": "kind filters --within 24h"},
+        required=False,
+        rest=True,
+        key="options",
+    )
+    return command(
+        origin,
+        aliases=(alias,),
+        summary=summary,
+        args=(options,),
+        details=details,
+        roles=roles_for(ACTIONS[origin]),
+        rooms=ISSUE_ROOMS,
+    )(begin)
+
+
+broadcast = issuing_command(
     BROADCAST,
-    aliases=("群发",),
+    "群发",
+    kinds="部署要求|事故案例|检查通报|安全提醒",
     summary={
         "zh_CN": "向本辖区企业群发通知（需逐家确认收到）",
         "en": "send a notice to the enterprises of your area (each must acknowledge)",
     },
-    args=(_options_arg("部署要求|事故案例|检查通报|安全提醒"),),
     details={
         "zh_CN": "第一行写类型和范围，第二行起写正文，例如：\n"
         "/群发 部署要求 货运 港口 --within 48h\n关于做好元旦期间安全生产工作的通知\n……\n"
@@ -91,21 +114,15 @@ _FILTER_HELP_EN = (
         + _FILTER_HELP_EN
         + " Then send files or images to attach; reply 确认 to send or 取消 to cancel.",
     },
-    roles=roles_for(Action.BROADCAST),
-    rooms=ISSUE_ROOMS,
 )
-async def broadcast(ctx: CommandContext) -> None:
-    await _begin(ctx, BROADCAST)
-
-
-@command(
+notice = issuing_command(
     NOTICE,
-    aliases=("通知",),
+    "通知",
+    kinds="部署要求|事故案例|检查通报|安全提醒",
     summary={
         "zh_CN": "向本网格（或你服务的）企业发通知（需逐家确认收到）",
         "en": "send a notice to your grid's (or your served) enterprises",
     },
-    args=(_options_arg("部署要求|事故案例|检查通报|安全提醒"),),
     details={
         "zh_CN": "二级网格长发往本网格全部企业，二级网格员发往自己服务的企业。例如：\n"
         "/通知 典型事故案例 --within 24h\n某地货车侧翻事故通报……\n"
@@ -114,21 +131,15 @@ async def broadcast(ctx: CommandContext) -> None:
         "en": "A level-2 chief reaches the grid's enterprises, a member those they serve, e.g.\n"
         "/notice accident --within 24h\nCase: a lorry overturned…\n" + _FILTER_HELP_EN,
     },
-    roles=roles_for(Action.NOTICE),
-    rooms=ISSUE_ROOMS,
 )
-async def notice(ctx: CommandContext) -> None:
-    await _begin(ctx, NOTICE)
-
-
-@command(
+remind = issuing_command(
     REMIND,
-    aliases=("提醒",),
+    "提醒",
+    kinds="节假日|天气预警|特殊时段",
     summary={
         "zh_CN": "节假日、恶劣天气、特殊时段安全提醒（点名各企业负责人）",
         "en": "holiday / weather / special-period safety reminder (mentions each chief)",
     },
-    args=(_options_arg("节假日|天气预警|特殊时段"),),
     details={
         "zh_CN": "类型必填：节假日、天气预警 或 特殊时段。例如：\n"
         "/提醒 天气预警 渡口 航运 --within 12h\n明日起有强降雨，请落实停航措施……\n"
@@ -137,11 +148,7 @@ async def notice(ctx: CommandContext) -> None:
         "en": "The kind is required: holiday, weather or special, e.g.\n"
         "/remind weather 渡口 --within 12h\nHeavy rain from tomorrow…\n" + _FILTER_HELP_EN,
     },
-    roles=roles_for(Action.REMIND),
-    rooms=ISSUE_ROOMS,
 )
-async def remind(ctx: CommandContext) -> None:
-    await _begin(ctx, REMIND)
 
 
 # --- starting ------------------------------------------------------------------------------------
@@ -173,25 +180,44 @@ def split_body(ctx: CommandContext) -> tuple[str, str]:
     return (parts[1] if len(parts) > 1 else ""), rest.strip()
 
 
-async def _begin(ctx: CommandContext, origin: str) -> None:
-    options, text = split_body(ctx)
+def _bad_options(ctx: CommandContext, origin: str, err: OptionError) -> UserError:
+    return UserError("notice_bad_options", reason=tr(err.reason, ctx.locale), origin=origin)
+
+
+def _options(ctx: CommandContext, origin: str, line: str) -> Options:
+    """The option line read; a reminder must say which kind it is."""
     kinds = REMIND_KIND_WORDS if origin == REMIND else NOTICE_KIND_WORDS
     try:
-        opts = parse_options(options, kinds)
-        if origin == REMIND and opts.kind is None:
-            raise OptionError(
-                {
-                    "zh_CN": "请写明提醒类型：节假日、天气预警 或 特殊时段",
-                    "en": "say which reminder: holiday, weather or special",
-                }
-            )
-        found = resolve(await _pool(ctx, origin), opts.filter)
+        opts = parse_options(line, kinds)
     except OptionError as err:
-        ctx.reply("notice_bad_options", reason=tr(err.reason, ctx.locale), origin=origin)
-        return
+        raise _bad_options(ctx, origin, err) from None
+    if origin == REMIND and opts.kind is None:
+        missing = OptionError(
+            {
+                "zh_CN": "请写明提醒类型：节假日、天气预警 或 特殊时段",
+                "en": "say which reminder: holiday, weather or special",
+            }
+        )
+        raise _bad_options(ctx, origin, missing)
+    return opts
+
+
+async def _recipients(ctx: CommandContext, origin: str, flt: Filter) -> Resolution:
+    """The enterprises the issuer reaches with ``origin`` that pass the filter; refuses when
+    the filter names what is not there, or when nothing is left."""
+    try:
+        found = resolve(await _pool(ctx, origin), flt)
+    except OptionError as err:
+        raise _bad_options(ctx, origin, err) from None
     if not found.enterprises:
-        ctx.reply("notice_no_targets", origin=origin, filtered=not found.filter.empty)
-        return
+        raise UserError("notice_no_targets", origin=origin, filtered=not found.filter.empty)
+    return found
+
+
+async def _begin(ctx: CommandContext, origin: str) -> None:
+    line, text = split_body(ctx)
+    opts = _options(ctx, origin, line)
+    found = await _recipients(ctx, origin, opts.filter)
     kind = opts.kind or N.REQUIREMENT
     data: dict[str, Any] = {
         "origin": origin,
@@ -210,7 +236,7 @@ async def _begin(ctx: CommandContext, origin: str) -> None:
 
 
 async def _prompt(ctx: CommandContext, data: dict[str, Any]) -> None:
-    found = resolve(await _pool(ctx, data["origin"]), Filter.from_dict(data["filter"]))
+    found = await _recipients(ctx, data["origin"], Filter.from_dict(data["filter"]))
     p = await preview(ctx.session, found.enterprises, data["within"], ctx.room_id)
     ctx.reply(
         "notice_confirm",
@@ -288,12 +314,10 @@ async def _send(ctx: CommandContext, data: dict[str, Any]) -> None:
     origin = data["origin"]
     try:
         # Resolved again: the roster may have changed while the issuer was typing.
-        found = resolve(await _pool(ctx, origin), Filter.from_dict(data["filter"]))
-    except OptionError as err:
-        ctx.reply("notice_bad_options", reason=tr(err.reason, ctx.locale), origin=origin)
-        return
-    if not found.enterprises:
-        ctx.reply("notice_no_targets", origin=origin, filtered=not found.filter.empty)
+        found = await _recipients(ctx, origin, Filter.from_dict(data["filter"]))
+    except UserError as refusal:
+        # Answered here, not rolled back: the conversation is over either way.
+        ctx.reply(refusal.template, **refusal.values)
         return
     role, where = _issuer_role(origin, ctx.identity)
     draft = Draft(

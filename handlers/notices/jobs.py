@@ -1,10 +1,11 @@
-"""A notice's scheduled work: delivery progress, reminders, the deadline summary, escalation.
+"""A notice's scheduled work: progress reports, reminders, the deadline summary, escalation.
 
 Each notice gets its job rows when it is published (handlers/notices/publish.py): reminders at
 the configured fractions of its window, the issuer's summary at the deadline, then the
 responsible level-2 member(s) and later the level-2 chief are told which enterprises stay
-silent. A delivery check follows the fan-out, reports progress and unreachable rooms, and
-copies the event ids of sent messages so reactions find their target by index.
+silent. None of them sends the notice: the commit that published it woke the sender. A progress
+check follows the fan-out, reading each message's state from its outbox row, and tells the
+issuer how far it got and which rooms cannot be reached.
 The calendar planner turns ``timing.notices.calendar`` into reminder jobs ahead of time.
 """
 
@@ -13,11 +14,9 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import scheduler
 from bot.config import CalendarReminder
@@ -25,19 +24,21 @@ from bot.context import Services
 from bot.scheduler import JobContext, job, planner
 from handlers.notices.options import Filter, resolve
 from handlers.notices.publish import (
-    DELIVERY_CHECK_SECONDS,
     JOB_CALENDAR,
-    JOB_DELIVERY,
     JOB_ESCALATE_CHIEF,
     JOB_ESCALATE_MEMBER,
+    JOB_PROGRESS,
     JOB_REMIND,
     JOB_SUMMARY,
+    PROGRESS_CHECK_SECONDS,
     Draft,
+    ProgressCheck,
     publish,
-    queue,
-    schedule_check,
+    schedule_progress_check,
 )
+from storage import jobs, rooms
 from storage import notices as N
+from storage.db import Session
 from storage.directory import (
     L2_ROOM,
     Contact,
@@ -50,7 +51,7 @@ from storage.directory import (
     rooms_of,
     serving_members_by_enterprise,
 )
-from storage.models import RoleKind, RoomInfo, ScheduledJob
+from storage.models import RoleKind
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +68,35 @@ async def _notice(ctx: JobContext) -> N.Notice | None:
     return notice
 
 
-async def _issuer_rooms(session: AsyncSession, notice: N.Notice) -> list[str]:
+async def _issuer_rooms(session: Session, notice: N.Notice) -> list[str]:
     """Where the issuer hears about their notice; the admin room(s) for the calendar's."""
     return [notice.issuer_room] if notice.issuer_room else await admin_rooms(session)
 
 
-def _issuer_mention(notice: N.Notice) -> list[Contact]:
-    return [Contact(notice.issuer_name, notice.issuer)] if notice.issuer else []
-
-
-def _local(ctx: JobContext, when: datetime) -> datetime:
-    return when.astimezone(ctx.services.config.tz)
+async def _tell_issuer(
+    ctx: JobContext,
+    notice: N.Notice,
+    template: str,
+    /,
+    *,
+    asks: bool,
+    rooms: list[str] | None = None,
+    **values: Any,
+) -> None:
+    """Say something about a notice to its issuer, in ``rooms`` (default: where they hear
+    about it). What ``asks`` them to act rings (m.text) and mentions them; the calendar's
+    notices have nobody to mention."""
+    issuer = Contact(notice.issuer_name, notice.issuer) if notice.issuer else None
+    for room in rooms if rooms is not None else await _issuer_rooms(ctx.session, notice):
+        ctx.send(
+            room,
+            template,
+            locale=notice.locale,
+            rings=asks,
+            mentions=[notice.issuer] if asks and notice.issuer else [],
+            issuer=issuer.as_dict() if issuer else None,
+            **values,
+        )
 
 
 def _title(notice: N.Notice) -> str:
@@ -86,118 +105,158 @@ def _title(notice: N.Notice) -> str:
 
 
 def _job_values(ctx: JobContext, notice: N.Notice) -> dict[str, Any]:
+    """What every notice job's template shows (``late`` and ``due_at`` come from the job)."""
     return {
         "code": notice.code,
         "kind": notice.kind,
         "title": _title(notice),
-        "deadline": _local(ctx, notice.deadline),
-        "late": ctx.late,
-        "due_at": _local(ctx, ctx.job.due_at),
+        "deadline": notice.deadline.astimezone(ctx.services.config.tz),
     }
 
 
-# --- delivery ------------------------------------------------------------------------------------
+# --- progress of the fan-out ---------------------------------------------------------------------
 
 
-@job(JOB_DELIVERY)
-async def check_delivery(ctx: JobContext) -> None:
-    notice = await _notice(ctx)
-    if notice is None:
-        return
-    session = ctx.session
-    pending = await N.pending_deliveries(session, notice.id)
-    targets = {t.id: t for t in await N.targets_of(session, notice.id)}
-    failed_now: list[str] = []
-    failed_l2: list[str] = []
-    left = 0
-    for d, o in pending:
-        target = targets.get(d.target_id) if d.target_id else None
-        if o.status == "sent":
-            d.status, d.event_id = N.SENT, o.event_id
-            if target is not None and d.part == N.PART_POST:
-                target.delivery, target.delivered_at = N.SENT, o.sent_at
-        elif o.status == "failed":
-            d.status = N.FAILED
-            if target is not None and d.part == N.PART_POST:
-                target.delivery, target.delivery_error = N.FAILED, o.last_error
-                failed_now.append(target.enterprise_name)
-            elif d.part == N.PART_L2_COPY and d.room_id not in failed_l2:
-                failed_l2.append(d.room_id)
-        else:
-            left += 1
-    changed = left < len(pending)
+@dataclass(frozen=True)
+class Progress:
+    """How far the sender got with a notice's fan-out."""
 
-    posts = [t for t in targets.values() if t.room_id is not None]
-    sent = sum(1 for t in posts if t.delivery == N.SENT)
-    failed = sum(1 for t in posts if t.delivery == N.FAILED)
-    rooms = await _issuer_rooms(session, notice)
-    percent = 100 * (sent + failed) // len(posts) if posts else 100
-    step = max((s for s in PROGRESS_STEPS if s <= percent), default=0)
-    if (
-        notice.issuer_room
-        and len(posts) >= ctx.services.config.timing.notices.progress_min_rooms
-        and step > notice.progress_reported
-    ):
-        notice.progress_reported = step
-        queue(
-            session,
-            ctx.services,
-            notice.issuer_room,
-            "notice_progress",
-            locale=notice.locale,
-            cause=f"job:{ctx.job.key}",
-            code=notice.code,
-            sent=sent,
-            failed=failed,
-            total=len(posts),
-            percent=step,
-        )
-    if failed_now or failed_l2:
-        grids = await _l2_room_names(session, failed_l2)
-        for room in rooms:
-            queue(
-                session,
-                ctx.services,
-                room,
-                "notice_undelivered",
-                locale=notice.locale,
-                cause=f"job:{ctx.job.key}",
-                msgtype="m.text",
-                mentions=_issuer_mention(notice),
-                code=notice.code,
-                enterprises=failed_now,
-                l2_rooms=grids,
-                issuer=_issuer_mention(notice)[0].as_dict() if notice.issuer else None,
-            )
-    if left == 0:
-        notice.delivery_done_at = ctx.now
-        return
-    # Still sending: look again soon, less often while nothing moves (e.g. the server is away).
-    n = int(ctx.payload.get("n") or 0)
-    interval = int(ctx.payload.get("interval") or DELIVERY_CHECK_SECONDS)
-    if changed or n == 0:
-        interval = DELIVERY_CHECK_SECONDS
-    else:
-        interval = min(MAX_CHECK_SECONDS, interval * 2)
-    await schedule_check(
-        session,
-        notice,
-        chain=str(ctx.payload.get("chain") or "main"),
-        n=n + 1,
-        due=ctx.now + timedelta(seconds=interval),
-        interval=interval,
+    posts: int
+    sent: int  # posts sent
+    failed: int  # posts given up on
+    finished: int  # messages (posts, attachments, copies) sent or given up on
+    unfinished: int  # messages the sender is still on
+
+    @property
+    def percent(self) -> int:
+        return 100 * (self.sent + self.failed) // self.posts if self.posts else 100
+
+
+def progress_of(messages: list[N.FanOutMessage]) -> Progress:
+    posts = [m.delivery.state for m in messages if m.part == N.PART_POST]
+    unfinished = sum(1 for m in messages if m.delivery.state == N.PENDING)
+    return Progress(
+        posts=len(posts),
+        sent=posts.count(N.SENT),
+        failed=posts.count(N.FAILED),
+        finished=len(messages) - unfinished,
+        unfinished=unfinished,
     )
 
 
-async def _l2_room_names(session: AsyncSession, room_ids: list[str]) -> list[str]:
+def step_to_report(percent: int, reported: int) -> int | None:
+    """The progress step (25/50/75/100 %) reached and not yet reported, if any."""
+    step = max((s for s in PROGRESS_STEPS if s <= percent), default=0)
+    return step if step > reported else None
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Messages the sender gave up on that the issuer has not heard of yet."""
+
+    delivery_ids: tuple[int, ...]
+    enterprises: list[str]  # whose post did not go out
+    l2_rooms: list[str]  # level-2 rooms whose copy did not go out, each once
+
+
+def failures_not_told(messages: list[N.FanOutMessage], told: set[int]) -> Failures:
+    """Posts and level-2 copies given up on, leaving out what earlier checks reported
+    (attachments to a reached enterprise room are not worth a word of their own)."""
+    failed = [
+        m
+        for m in messages
+        if m.delivery.state == N.FAILED and m.part in (N.PART_POST, N.PART_L2_COPY)
+    ]
+    new = [m for m in failed if m.delivery_id not in told]
+    rooms_told = {m.room_id for m in failed if m.delivery_id in told and m.part == N.PART_L2_COPY}
+    l2_rooms: list[str] = []
+    for m in new:
+        if m.part == N.PART_L2_COPY and m.room_id not in rooms_told and m.room_id not in l2_rooms:
+            l2_rooms.append(m.room_id)
+    return Failures(
+        delivery_ids=tuple(m.delivery_id for m in new),
+        enterprises=[m.enterprise or "" for m in new if m.part == N.PART_POST],
+        l2_rooms=l2_rooms,
+    )
+
+
+def next_interval(check: ProgressCheck, moved: bool) -> int:
+    """Look again soon while the fan-out moves, less and less often while it does not (e.g.
+    the homeserver is away)."""
+    if moved or check.n == 0:
+        return PROGRESS_CHECK_SECONDS
+    return min(MAX_CHECK_SECONDS, check.interval * 2)
+
+
+@job(JOB_PROGRESS)
+async def report_progress(ctx: JobContext) -> None:
+    """Tell the issuer how the fan-out goes: progress at 25/50/75/100 % for large fan-outs, and
+    every room that cannot be reached. Only reads (the outbox, through the deliveries) and
+    reports; the next check carries what was told."""
+    notice = await _notice(ctx)
+    if notice is None:
+        return
+    check = ProgressCheck.from_payload(ctx.payload)
+    messages = await N.fan_out(ctx.session, notice.id)
+    progress = progress_of(messages)
+    step = step_to_report(progress.percent, notice.progress_reported)
+    min_rooms = ctx.services.config.timing.notices.progress_min_rooms
+    if notice.issuer_room and progress.posts >= min_rooms and step is not None:
+        notice.progress_reported = step
+        await _tell_issuer(
+            ctx,
+            notice,
+            "notice_progress",
+            asks=False,
+            rooms=[notice.issuer_room],
+            code=notice.code,
+            sent=progress.sent,
+            failed=progress.failed,
+            total=progress.posts,
+            percent=step,
+        )
+    failures = failures_not_told(messages, set(check.told))
+    if failures.enterprises or failures.l2_rooms:
+        for m in messages:
+            if m.delivery_id in failures.delivery_ids:
+                log.warning(
+                    "%s: %s not sent to %s: %s", notice.code, m.part, m.room_id, m.delivery.error
+                )
+        await _tell_issuer(
+            ctx,
+            notice,
+            "notice_undelivered",
+            asks=True,
+            code=notice.code,
+            enterprises=failures.enterprises,
+            l2_rooms=await _l2_room_names(ctx.session, failures.l2_rooms),
+        )
+    if progress.unfinished == 0:
+        notice.delivery_done_at = ctx.now
+        return
+    interval = next_interval(check, moved=progress.finished > check.finished)
+    await schedule_progress_check(
+        ctx.session,
+        notice,
+        ProgressCheck(
+            n=check.n + 1,
+            interval=interval,
+            told=check.told + failures.delivery_ids,
+            finished=progress.finished,
+        ),
+        ctx.now + timedelta(seconds=interval),
+    )
+
+
+async def _l2_room_names(session: Session, room_ids: list[str]) -> list[str]:
+    """The grid names of level-2 rooms (the room id when the room is not known)."""
     if not room_ids:
         return []
-    infos = [await session.get(RoomInfo, r) for r in room_ids]
-    names = await grid_names(session, [i.grid_id for i in infos if i and i.grid_id])
-    return [
-        names.get(i.grid_id, r) if i and i.grid_id else r
-        for i, r in zip(infos, room_ids, strict=True)
-    ]
+    infos = await rooms.get_many(session, room_ids)
+    grid_ids = [i.grid_id for i in infos.values() if i.grid_id]
+    names = await grid_names(session, grid_ids)
+    found = {r: names.get(i.grid_id) for r, i in infos.items() if i.grid_id}
+    return [found.get(r) or r for r in room_ids]
 
 
 # --- reminders before the deadline ---------------------------------------------------------------
@@ -208,64 +267,39 @@ async def remind_silent(ctx: JobContext) -> None:
     notice = await _notice(ctx)
     if notice is None or ctx.now >= notice.deadline:
         return  # past the deadline escalation takes over
+    deliveries = await N.post_deliveries(ctx.session, notice.id)
     silent = [
         t
         for t in await N.targets_of(ctx.session, notice.id)
-        if t.acked_at is None and t.room_id and t.delivery in (N.PENDING, N.SENT)
+        if t.acked_at is None and t.room_id and deliveries[t.id].reachable
     ]
     if not silent:
         return
     contacts = await enterprise_contacts(ctx.session, [t.enterprise_id for t in silent])
-    language = ctx.services.config.language
-    carried = []
+    queued: list[N.Queued] = []
     for t in silent:
         who = contacts.get(t.enterprise_id, [])
         assert t.room_id is not None
-        msg = queue(
-            ctx.session,
-            ctx.services,
+        reminder = ctx.send(
             t.room_id,
             "notice_reminder",
-            locale=language,
-            cause=f"job:{ctx.job.key}",
-            msgtype="m.text",
-            mentions=who,
+            rings=True,
+            mentions=[m.user_id for m in who if m.user_id],
             enterprise=t.enterprise_name,
             contacts=[m.as_dict() for m in who],
             left=notice.deadline - ctx.now,
             **_job_values(ctx, notice),
         )
-        carried.append((msg, t))
-    await ctx.session.flush()
-    # A ✅ on the reminder counts like one on the notice.
-    ctx.session.add_all(
-        N.NoticeDelivery(
-            notice_id=notice.id,
-            target_id=t.id,
-            room_id=msg.room_id,
-            part=N.PART_REMINDER,
-            outbox_id=msg.id,
-            status=N.PENDING,
-        )
-        for msg, t in carried
-    )
-    await _schedule_late_check(ctx, notice)
-
-
-async def _schedule_late_check(ctx: JobContext, notice: N.Notice) -> None:
-    """Reminders are new deliveries: a check of their own copies their event ids."""
-    chain = "remind-" + ctx.job.key.rsplit(":", 1)[-1]
-    await schedule_check(ctx.session, notice, chain=chain, n=0, due=ctx.now)
+        queued.append((reminder, t, N.PART_REMINDER))
+    # A ✅ on the reminder counts like one on the notice (found through the outbox event id).
+    await N.add_deliveries(ctx.session, notice.id, queued)
 
 
 # --- at and after the deadline -------------------------------------------------------------------
 
 
-def _silent_items(targets: list[N.NoticeTarget]) -> list[dict[str, Any]]:
-    return [
-        {"name": t.enterprise_name, "undelivered": t.delivery in (N.FAILED, N.NO_ROOM)}
-        for t in targets
-    ]
+def _silent_item(t: N.NoticeTarget, deliveries: dict[int, N.Delivery]) -> dict[str, Any]:
+    return {"name": t.enterprise_name, "undelivered": deliveries[t.id].undelivered}
 
 
 @job(JOB_SUMMARY)
@@ -275,32 +309,25 @@ async def summarize(ctx: JobContext) -> None:
         return
     targets = await N.targets_of(ctx.session, notice.id)
     feedback = await N.feedback_counts(ctx.session, [t.id for t in targets])
-    counts = N.count(targets, notice.deadline, feedback)
+    deliveries = await N.post_deliveries(ctx.session, notice.id)
+    counts = N.count(targets, notice.deadline, feedback, deliveries)
     silent = [t for t in targets if t.acked_at is None]
-    for room in await _issuer_rooms(ctx.session, notice):
-        queue(
-            ctx.session,
-            ctx.services,
-            room,
-            "notice_summary",
-            locale=notice.locale,
-            cause=f"job:{ctx.job.key}",
-            msgtype="m.text",
-            mentions=_issuer_mention(notice),
-            counts=counts,
-            rate=counts.on_time_rate,
-            silent=_silent_items(silent[:LIST_LIMIT]),
-            more=max(0, len(silent) - LIST_LIMIT),
-            issuer=_issuer_mention(notice)[0].as_dict() if notice.issuer else None,
-            **_job_values(ctx, notice),
-        )
+    await _tell_issuer(
+        ctx,
+        notice,
+        "notice_summary",
+        asks=True,
+        counts=counts,
+        rate=counts.on_time_rate,
+        silent=[_silent_item(t, deliveries) for t in silent[:LIST_LIMIT]],
+        more=max(0, len(silent) - LIST_LIMIT),
+        **_job_values(ctx, notice),
+    )
 
 
-async def _silent_by_grid(
-    ctx: JobContext, notice: N.Notice
-) -> dict[int | None, list[N.NoticeTarget]]:
+def _silent_by_grid(targets: list[N.NoticeTarget]) -> dict[int | None, list[N.NoticeTarget]]:
     grouped: dict[int | None, list[N.NoticeTarget]] = defaultdict(list)
-    for t in await N.targets_of(ctx.session, notice.id):
+    for t in targets:
         if t.acked_at is None:
             grouped[t.grid_id].append(t)
     return grouped
@@ -323,11 +350,12 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
     notice = await _notice(ctx)
     if notice is None:
         return
-    by_grid = await _silent_by_grid(ctx, notice)
+    by_grid = _silent_by_grid(await N.targets_of(ctx.session, notice.id))
     if not by_grid:
         return
+    deliveries = await N.post_deliveries(ctx.session, notice.id)
     grid_ids = [g for g in by_grid if g is not None]
-    rooms = await rooms_of(ctx.session, L2_ROOM, grid_ids)
+    grid_rooms = await rooms_of(ctx.session, L2_ROOM, grid_ids)
     names = await grid_names(ctx.session, grid_ids)
     chiefs = await holders_by_grid(ctx.session, {RoleKind.L2_CHIEF}, grid_ids, with_account=True)
     members = await serving_members_by_enterprise(
@@ -335,14 +363,13 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
     )
     unreachable: list[str] = []
     for grid_id, silent in by_grid.items():
-        room = rooms.get(grid_id) if grid_id is not None else None
+        room = grid_rooms.get(grid_id) if grid_id is not None else None
         if room is None:
             unreachable.append(names.get(grid_id, "?") if grid_id is not None else "?")
             continue
         items = [
             {
-                "name": t.enterprise_name,
-                "undelivered": t.delivery in (N.FAILED, N.NO_ROOM),
+                **_silent_item(t, deliveries),
                 "members": [m.as_dict() for m in members.get(t.enterprise_id, [])],
             }
             for t in silent
@@ -355,15 +382,11 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
             mentions = [Contact(**m) for i in items for m in i["members"]]
             if unassigned:
                 mentions += grid_chiefs
-        queue(
-            ctx.session,
-            ctx.services,
+        ctx.send(
             room,
             "notice_escalate_chief" if to_chief else "notice_escalate_member",
-            locale=ctx.services.config.language,
-            cause=f"job:{ctx.job.key}",
-            msgtype="m.text",
-            mentions=mentions,
+            rings=True,
+            mentions=[m.user_id for m in mentions if m.user_id],
             grid=names.get(grid_id, ""),
             silent=items[:LIST_LIMIT],
             more=max(0, len(items) - LIST_LIMIT),
@@ -372,18 +395,15 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
             **_job_values(ctx, notice),
         )
     if unreachable:
-        for room in await _issuer_rooms(ctx.session, notice):
-            queue(
-                ctx.session,
-                ctx.services,
-                room,
-                "notice_escalate_no_room",
-                locale=notice.locale,
-                cause=f"job:{ctx.job.key}",
-                grids=unreachable,
-                to_chief=to_chief,
-                **_job_values(ctx, notice),
-            )
+        await _tell_issuer(
+            ctx,
+            notice,
+            "notice_escalate_no_room",
+            asks=True,
+            grids=unreachable,
+            to_chief=to_chief,
+            **_job_values(ctx, notice),
+        )
 
 
 # --- the reminder calendar -----------------------------------------------------------------------
@@ -395,7 +415,7 @@ def calendar_key(entry: CalendarReminder) -> str:
 
 
 @planner
-async def plan_calendar(session: AsyncSession, services: Services, now: datetime) -> None:
+async def plan_calendar(session: Session, services: Services, now: datetime) -> None:
     """Make a job for every configured reminder still ahead (idempotent by key), and drop the
     pending ones whose entry was edited or removed from the configuration since."""
     tz = services.config.tz
@@ -410,14 +430,7 @@ async def plan_calendar(session: AsyncSession, services: Services, now: datetime
             )
             if row.outcome == "skipped":  # dropped by an earlier edit, now configured again
                 row.done_at = row.outcome = None
-    stale = await session.scalars(
-        select(ScheduledJob.key).where(
-            ScheduledJob.kind == JOB_CALENDAR,
-            ScheduledJob.done_at.is_(None),
-            ScheduledJob.due_at > now,
-        )
-    )
-    for key in set(stale) - wanted:
+    for key in await jobs.keys_pending_after(session, JOB_CALENDAR, now) - wanted:
         await scheduler.cancel(session, key)
 
 
@@ -446,16 +459,14 @@ async def send_calendar_reminder(ctx: JobContext) -> None:
         mention_contacts=True,
     )
     done = await publish(ctx.session, ctx.services, draft, found.enterprises)
-    for room in admin:
-        queue(
-            ctx.session,
-            ctx.services,
-            room,
-            "notice_calendar_sent",
-            locale=config.language,
-            cause=f"job:{ctx.job.key}",
-            targets=done.notice.target_count,
-            posted=done.posted,
-            no_room=done.no_room,
-            **_job_values(ctx, done.notice),
-        )
+    await _tell_issuer(
+        ctx,
+        done.notice,
+        "notice_calendar_sent",
+        asks=False,
+        rooms=admin,
+        targets=done.notice.target_count,
+        posted=done.posted,
+        no_room=done.no_room,
+        **_job_values(ctx, done.notice),
+    )

@@ -2,8 +2,10 @@
 
 Everything is written before anything is sent: the notice, one target per enterprise, one
 outbox row per message (post, attachments, level-2 copies) with one delivery row each, and the
-notice's jobs. The sender then works from the outbox (a transaction id fixed per message), so
-a crash mid-broadcast resumes on restart and no room gets the notice twice.
+notice's jobs. The commit wakes the sender (the database tells it which rooms got messages); it
+works from the outbox (a transaction id fixed per message), so a crash mid-broadcast resumes on
+restart and no room gets the notice twice. The jobs only remind, summarize, escalate and report
+progress; none is needed for the notice to go out.
 """
 
 from __future__ import annotations
@@ -12,24 +14,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from bot import scheduler
+from bot import outgoing, scheduler
 from bot.config import Config
 from bot.context import Services
+from bot.outgoing import Attachment, Outgoing
 from storage import notices as N
-from storage import outbox
-from storage.directory import ENTERPRISE_ROOM, L2_ROOM, Contact, enterprise_contacts, rooms_of
-from storage.models import Enterprise, OutboxMessage
+from storage.db import Session
+from storage.directory import ENTERPRISE_ROOM, L2_ROOM, enterprise_contacts, rooms_of
+from storage.models import Enterprise
 
 # Job kinds (handled in handlers/notices/jobs.py).
 JOB_REMIND = "notice-remind"
 JOB_SUMMARY = "notice-summary"
 JOB_ESCALATE_MEMBER = "notice-escalate-member"
 JOB_ESCALATE_CHIEF = "notice-escalate-chief"
-JOB_DELIVERY = "notice-delivery"
+JOB_PROGRESS = "notice-delivery"  # the kind's name from before it only reported progress
 JOB_CALENDAR = "notice-calendar"
-DELIVERY_CHECK_SECONDS = 3
+PROGRESS_CHECK_SECONDS = 3
 
 
 def default_within_hours(config: Config, kind: str) -> int:
@@ -39,36 +40,6 @@ def default_within_hours(config: Config, kind: str) -> int:
         N.ACCIDENT_CASE: t.accident_case_hours,
         N.INSPECTION_BULLETIN: t.inspection_bulletin_hours,
     }.get(kind, t.safety_reminder_hours)
-
-
-def queue(
-    session: AsyncSession,
-    services: Services,
-    room_id: str,
-    template: str,
-    /,
-    *,
-    locale: str,
-    cause: str,
-    msgtype: str = "m.notice",
-    mentions: list[Contact] | None = None,
-    **values: Any,
-) -> OutboxMessage:
-    """Render a template into the outbox. Messages that must reach a person's phone are m.text:
-    the default push rules mute m.notice, even when it mentions someone."""
-    content = services.messages.render(locale, template, **values).content(msgtype)
-    content["m.mentions"] = {"user_ids": sorted({m.user_id for m in mentions or []})}
-    return outbox.enqueue(session, room_id, content, cause=cause)
-
-
-def attachment_content(media: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "msgtype": media.get("msgtype") or "m.file",
-        "body": media.get("name") or "attachment",
-        "url": media["url"],
-        "info": media.get("info") or {},
-        "m.mentions": {},
-    }
 
 
 @dataclass
@@ -103,7 +74,7 @@ class Preview:
 
 
 async def preview(
-    session: AsyncSession, enterprises: list[Enterprise], within_hours: int, issuer_room: str
+    session: Session, enterprises: list[Enterprise], within_hours: int, issuer_room: str
 ) -> Preview:
     rooms = await rooms_of(session, ENTERPRISE_ROOM, [e.id for e in enterprises])
     grids = await rooms_of(session, L2_ROOM, {e.grid_id for e in enterprises})
@@ -125,7 +96,7 @@ class Published:
 
 
 async def publish(
-    session: AsyncSession, services: Services, draft: Draft, enterprises: list[Enterprise]
+    session: Session, services: Services, draft: Draft, enterprises: list[Enterprise]
 ) -> Published:
     config = services.config
     now = datetime.now(UTC)
@@ -159,39 +130,45 @@ async def publish(
             enterprise_name=e.name,
             grid_id=e.grid_id,
             room_id=rooms.get(e.id),
-            delivery=N.PENDING if e.id in rooms else N.NO_ROOM,
         )
         for e in enterprises
     ]
     session.add_all(targets)
-    await session.flush()
 
-    cause = f"notice:{code}"
+    queued: list[N.Queued] = []
+
+    def carry(message: Outgoing, part: str, target: N.NoticeTarget | None = None) -> None:
+        """Queue one message of the notice; its delivery row links it to the outbox."""
+        sent = outgoing.queue(
+            session, services.messages, message, locale=config.language, cause=f"notice:{code}"
+        )
+        queued.append((sent, target, part))
+
     values = _post_values(notice, draft, config)
-    carried: list[tuple[OutboxMessage, N.NoticeTarget | None, str]] = []
+    files = [Attachment.from_media(media) for media in draft.attachments]
     for t in targets:
         if t.room_id is None:
             continue
         who = contacts.get(t.enterprise_id, [])
-        msg = queue(
-            session,
-            services,
-            t.room_id,
-            "notice_post",
-            locale=config.language,
-            cause=cause,
-            msgtype="m.text",
-            mentions=who,
-            enterprise=t.enterprise_name,
-            contacts=[m.as_dict() for m in who],
+        # Every target must acknowledge: the post rings (m.text), mentioning whom it names.
+        post_values = {
             **values,
+            "enterprise": t.enterprise_name,
+            "contacts": [m.as_dict() for m in who],
+        }
+        carry(
+            Outgoing(
+                t.room_id,
+                "notice_post",
+                post_values,
+                mentions=[m.user_id for m in who if m.user_id],
+                rings=True,
+            ),
+            N.PART_POST,
+            t,
         )
-        carried.append((msg, t, N.PART_POST))
-        for media in draft.attachments:
-            carried.append(
-                (outbox.enqueue(session, t.room_id, attachment_content(media), cause=cause), t,
-                 N.PART_ATTACHMENT)
-            )  # fmt: skip
+        for file in files:
+            carry(Outgoing(t.room_id, attachment=file), N.PART_ATTACHMENT, t)
 
     # One copy per level-2 room involved, for the chiefs' awareness (not in the issuing room).
     by_grid: dict[int, list[str]] = {}
@@ -201,37 +178,14 @@ async def publish(
     for grid_id, room_id in (await rooms_of(session, L2_ROOM, by_grid)).items():
         if room_id == draft.issuer_room:
             continue
-        msg = queue(
-            session,
-            services,
-            room_id,
-            "notice_l2_copy",
-            locale=config.language,
-            cause=cause,
-            enterprises=by_grid[grid_id],
-            **values,
-        )
-        carried.append((msg, None, N.PART_L2_COPY))
-        for media in draft.attachments:
-            carried.append(
-                (outbox.enqueue(session, room_id, attachment_content(media), cause=cause), None,
-                 N.PART_L2_COPY)
-            )  # fmt: skip
+        copy_values = {**values, "enterprises": by_grid[grid_id]}
+        carry(Outgoing(room_id, "notice_l2_copy", copy_values), N.PART_L2_COPY)
+        for file in files:
+            carry(Outgoing(room_id, attachment=file), N.PART_L2_COPY)
         copies += 1
 
-    await session.flush()  # outbox ids for the delivery rows
-    session.add_all(
-        N.NoticeDelivery(
-            notice_id=notice.id,
-            target_id=t.id if t else None,
-            room_id=msg.room_id,
-            part=part,
-            outbox_id=msg.id,
-            status=N.PENDING,
-        )
-        for msg, t, part in carried
-    )
-    await schedule_jobs(session, config, notice, delivery=bool(carried))
+    await N.add_deliveries(session, notice.id, queued)
+    await schedule_jobs(session, config, notice, progress=bool(queued))
     return Published(
         notice=notice,
         posted=sum(1 for t in targets if t.room_id),
@@ -255,7 +209,7 @@ def _post_values(notice: N.Notice, draft: Draft, config: Config) -> dict[str, An
 
 
 async def schedule_jobs(
-    session: AsyncSession, config: Config, notice: N.Notice, *, delivery: bool
+    session: Session, config: Config, notice: N.Notice, *, progress: bool
 ) -> None:
     t = config.timing.notices
     payload = {"notice_id": notice.id}
@@ -279,24 +233,46 @@ async def schedule_jobs(
     await scheduler.schedule(
         session, JOB_ESCALATE_CHIEF, f"notice:{notice.code}:escalate-chief", chief_at, payload
     )
-    if delivery:
-        await schedule_check(session, notice, chain="main", n=0, due=notice.created_at)
+    if progress:
+        # Sending starts on commit (the outbox wakes the sender); this only reports how it goes.
+        first = notice.created_at + timedelta(seconds=PROGRESS_CHECK_SECONDS)
+        await schedule_progress_check(session, notice, ProgressCheck(n=0), first)
 
 
-async def schedule_check(
-    session: AsyncSession,
-    notice: N.Notice,
-    *,
-    chain: str,
-    n: int,
-    due: datetime,
-    interval: int = DELIVERY_CHECK_SECONDS,
+@dataclass(frozen=True)
+class ProgressCheck:
+    """One look at a notice's fan-out, and what the earlier looks have told the issuer."""
+
+    n: int
+    interval: int = PROGRESS_CHECK_SECONDS
+    # Delivery rows already reported as undeliverable.
+    told: tuple[int, ...] = ()
+    # Messages sent or given up on at the last look (more now: the fan-out moves).
+    finished: int = 0
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ProgressCheck:
+        return cls(
+            n=int(payload.get("n") or 0),
+            interval=int(payload.get("interval") or PROGRESS_CHECK_SECONDS),
+            told=tuple(int(i) for i in payload.get("told") or ()),
+            finished=int(payload.get("finished") or 0),
+        )
+
+
+async def schedule_progress_check(
+    session: Session, notice: N.Notice, check: ProgressCheck, due: datetime
 ) -> None:
-    """The n-th delivery check of a chain (the fan-out, or one round of reminders)."""
     await scheduler.schedule(
         session,
-        JOB_DELIVERY,
-        f"notice:{notice.code}:delivery:{chain}:{n}",
+        JOB_PROGRESS,
+        f"notice:{notice.code}:progress:{check.n}",
         due,
-        {"notice_id": notice.id, "chain": chain, "n": n, "interval": interval},
+        {
+            "notice_id": notice.id,
+            "n": check.n,
+            "interval": check.interval,
+            "told": list(check.told),
+            "finished": check.finished,
+        },
     )

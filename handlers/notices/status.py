@@ -6,11 +6,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
-
 from bot.commands import KNOWN, Arg, ArgError, command
 from bot.context import CommandContext
-from handlers.notices.acknowledge import code_arg
+from bot.errors import UserError
+from handlers.notices.acknowledge import NOTICE_CODE
 from handlers.notices.issue import ISSUE_ROOMS
 from storage import notices as N
 from storage.directory import Action, enterprise_ids_in, own_enterprise_ids, reach, roles_for
@@ -25,11 +24,10 @@ def _page(text: str) -> int:
     return int(text)
 
 
-def _order(t: N.NoticeTarget, live: dict[int, str]) -> tuple[int, str, str]:
+def status_order(t: N.NoticeTarget, delivery: N.Delivery) -> tuple[int, str, str]:
     """Silent first (the undelivered before them), then acknowledged in order of time."""
     if t.acked_at is None:
-        undelivered = live.get(t.id, t.delivery) in (N.FAILED, N.NO_ROOM)
-        return (0 if undelivered else 1, "", t.enterprise_name)
+        return (0 if delivery.undelivered else 1, "", t.enterprise_name)
     return (2, t.acked_at.isoformat(), t.enterprise_name)
 
 
@@ -38,7 +36,7 @@ def _order(t: N.NoticeTarget, live: dict[int, str]) -> tuple[int, str, str]:
     aliases=("状态",),
     summary={"zh_CN": "查看通知的确认情况", "en": "who has acknowledged a notice"},
     args=(
-        Arg({"zh_CN": "通知编号", "en": "notice"}, parse=code_arg, key="code"),
+        NOTICE_CODE,
         Arg({"zh_CN": "页码", "en": "page"}, required=False, parse=_page, key="page"),
     ),
     details={
@@ -59,20 +57,19 @@ async def status(ctx: CommandContext) -> None:
     full = notice is not None and (visible is None or notice.issuer == ctx.sender)
     shown = targets if full else [t for t in targets if visible and t.enterprise_id in visible]
     if notice is None or not shown:
-        ctx.reply("notice_not_found", code=code)
-        return
+        raise UserError("notice_not_found", code=code)
     feedback = await N.feedback_counts(ctx.session, [t.id for t in shown])
-    live = await N.live_delivery(ctx.session, notice.id)
-    counts = N.count(shown, notice.deadline, feedback, live)
+    deliveries = await N.post_deliveries(ctx.session, notice.id)
+    counts = N.count(shown, notice.deadline, feedback, deliveries)
     pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
     page = min(ctx.args.get("page") or 1, pages)
     tz = ctx.services.config.tz
-    ordered = sorted(shown, key=lambda t: _order(t, live))
+    ordered = sorted(shown, key=lambda t: status_order(t, deliveries[t.id]))
     rows = [
         {
             "index": (page - 1) * PAGE_SIZE + i + 1,
             "enterprise": t.enterprise_name,
-            "delivery": live.get(t.id, t.delivery),
+            "delivery": deliveries[t.id].state,
             "acked_at": t.acked_at.astimezone(tz) if t.acked_at else None,
             "acked_by": t.acked_by_name,
             "method": t.ack_method,
@@ -111,30 +108,11 @@ async def status(ctx: CommandContext) -> None:
 )
 async def notices(ctx: CommandContext) -> None:
     visible = await enterprise_ids_in(ctx.session, reach(ctx.identity, Action.SEE))
-    q = select(N.Notice).order_by(N.Notice.created_at.desc(), N.Notice.id.desc()).limit(LIST_SIZE)
-    if visible is not None:
-        reached = select(N.NoticeTarget.notice_id).where(N.NoticeTarget.enterprise_id.in_(visible))
-        q = q.where(or_(N.Notice.issuer == ctx.sender, N.Notice.id.in_(reached)))
-    found = list(await ctx.session.scalars(q))
-    if not found:
-        ctx.reply("notice_list", items=[])
-        return
-    stats = select(
-        N.NoticeTarget.notice_id, func.count(), func.count(N.NoticeTarget.acked_at)
-    ).where(N.NoticeTarget.notice_id.in_([n.id for n in found]))
-    if visible is not None:
-        # Counts over what this person may see (their issued notices are seen whole).
-        mine = [n.id for n in found if n.issuer == ctx.sender]
-        stats = stats.where(
-            or_(N.NoticeTarget.enterprise_id.in_(visible), N.NoticeTarget.notice_id.in_(mine))
-        )
-    totals = {
-        nid: (int(total), int(acked))
-        for nid, total, acked in (
-            await ctx.session.execute(stats.group_by(N.NoticeTarget.notice_id))
-        )
-    }
-    own = await _own_states(ctx, [n.id for n in found])
+    found = await N.latest(ctx.session, visible=visible, issuer=ctx.sender, limit=LIST_SIZE)
+    ids = [n.id for n in found]
+    totals = await N.acknowledgement_totals(ctx.session, ids, visible=visible, issuer=ctx.sender)
+    # For enterprise staff: has their enterprise acknowledged each notice?
+    own = await N.acknowledged_by(ctx.session, ids, own_enterprise_ids(ctx.identity))
     tz = ctx.services.config.tz
     now = datetime.now(UTC)
     items: list[dict[str, Any]] = [
@@ -152,19 +130,3 @@ async def notices(ctx: CommandContext) -> None:
         for n in found
     ]
     ctx.reply("notice_list", items=items)
-
-
-async def _own_states(ctx: CommandContext, notice_ids: list[int]) -> dict[int, bool]:
-    """For enterprise staff: has their enterprise acknowledged each notice?"""
-    ent_ids = own_enterprise_ids(ctx.identity)
-    if not ent_ids:
-        return {}
-    rows = await ctx.session.execute(
-        select(N.NoticeTarget.notice_id, N.NoticeTarget.acked_at).where(
-            N.NoticeTarget.notice_id.in_(notice_ids), N.NoticeTarget.enterprise_id.in_(ent_ids)
-        )
-    )
-    states: dict[int, bool] = {}
-    for nid, acked_at in rows:
-        states[nid] = states.get(nid, True) and acked_at is not None
-    return states

@@ -1,0 +1,1 @@
+"""Staff changes declared in chat: /staff, /staff-confirm, /staff-reject."""

@@ -8,28 +8,34 @@ provisioning worker moves people in and out of the rooms.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import select
 
 from bot import dates
 from bot.commands import ENTERPRISE_ROOM, Arg, command
 from bot.context import CommandContext
 from bot.provision.store import request_provisioning
-from bot.staff import StaffError, apply, deciders, declare, enterprise_staff, parse_code
 from bot.words import CONFIRM, which
-from storage import rooms
+from handlers.staff.declaration import (
+    StaffError,
+    code_of,
+    declare,
+    may_withdraw,
+    parse_code,
+    still_to_apply,
+)
+from storage import rooms, staff_changes
 from storage.directory import (
     ENTERPRISE_STAFF,
     L2_STAFF,
     Action,
+    Contact,
     enterprise_ids_in,
     may,
+    people_who_may,
     place_of,
     reach,
 )
-from storage.models import Enterprise, RoleKind, StaffChange
+from storage.models import Enterprise, StaffChange
 
 # The first word of /staff: confirm with the one CONFIRM vocabulary; the others are staff's own.
 _ACTIONS = {
@@ -40,6 +46,7 @@ _ACTIONS = {
 }
 
 _CODE_ARG = Arg({"zh_CN": "编号", "en": "code"}, parse=parse_code, key="code")
+_REASON_ARG = Arg({"zh_CN": "原因", "en": "reason"}, required=False, rest=True, key="reason")
 
 
 @command(
@@ -65,25 +72,19 @@ async def staff(ctx: CommandContext) -> None:
     text = (ctx.args.get("text") or "").strip()
     head, rest = [*text.split(maxsplit=1), "", ""][:2]
     action = which(head, _ACTIONS)
-    try:
-        if action in ("confirm", "reject", "withdraw"):
-            code_text, _, reason = rest.strip().partition(" ")
-            try:
-                code = parse_code(code_text)
-            except ValueError:
-                raise StaffError("bad_code", value=code_text or "") from None
-            if action == "confirm":
-                await _confirm(ctx, code)
-            elif action == "reject":
-                await _reject(ctx, code, reason.strip() or None)
-            else:
-                await _cancel(ctx, code)
-        elif not text or action == "list":
-            await _list(ctx)
+    if action in ("confirm", "reject", "withdraw"):
+        code_text, _, reason = rest.strip().partition(" ")
+        code = code_of(code_text)
+        if action == "confirm":
+            await _confirm(ctx, code)
+        elif action == "reject":
+            await _reject(ctx, code, reason.strip() or None)
         else:
-            await _declare(ctx, text)
-    except StaffError as err:
-        ctx.reply("staff_error", reason=err.reason, **err.values)
+            await _withdraw(ctx, code)
+    elif not text or action == "list":
+        await _list(ctx)
+    else:
+        await _declare(ctx, text)
 
 
 @command(
@@ -97,27 +98,18 @@ async def staff(ctx: CommandContext) -> None:
     roles=L2_STAFF,
 )
 async def staff_confirm(ctx: CommandContext) -> None:
-    try:
-        await _confirm(ctx, ctx.args["code"])
-    except StaffError as err:
-        ctx.reply("staff_error", reason=err.reason, **err.values)
+    await _confirm(ctx, ctx.args["code"])
 
 
 @command(
     "staff-reject",
     aliases=("驳回变动",),
     summary={"zh_CN": "驳回企业人员变动", "en": "reject a staff change"},
-    args=(
-        _CODE_ARG,
-        Arg({"zh_CN": "原因", "en": "reason"}, required=False, rest=True, key="reason"),
-    ),
+    args=(_CODE_ARG, _REASON_ARG),
     roles=L2_STAFF,
 )
 async def staff_reject(ctx: CommandContext) -> None:
-    try:
-        await _reject(ctx, ctx.args["code"], ctx.args.get("reason"))
-    except StaffError as err:
-        ctx.reply("staff_error", reason=err.reason, **err.values)
+    await _reject(ctx, ctx.args["code"], ctx.args.get("reason"))
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -133,38 +125,48 @@ async def _room_enterprise(ctx: CommandContext) -> Enterprise:
     return enterprise
 
 
+async def _deciders(ctx: CommandContext, enterprise: Enterprise) -> list[Contact]:
+    """Who may confirm: the level-2 member(s) serving the enterprise and its level-2 chief
+    (the directory's RULES[DECIDE_STAFF], read as people)."""
+    place = await place_of(ctx.session, enterprise)
+    return await people_who_may(ctx.session, Action.DECIDE_STAFF, place)
+
+
 async def _declare(ctx: CommandContext, text: str) -> None:
     enterprise = await _room_enterprise(ctx)
     if not may(ctx.identity, Action.DECLARE_STAFF, await place_of(ctx.session, enterprise)):
         raise StaffError("not_staff_here", enterprise=enterprise.name)
-    items = await declare(ctx.session, enterprise.id, text)
-    change = StaffChange(
-        enterprise_id=enterprise.id,
+    items = declare(text, await staff_changes.enterprise_staff(ctx.session, enterprise.id))
+    change = staff_changes.add(
+        ctx.session,
+        enterprise.id,
+        items,
         room_id=ctx.room_id,
         requested_by=ctx.sender,
-        request_event_id=ctx.event.event_id,
-        items=items,
-        status="pending",
+        event_id=ctx.event.event_id,
     )
-    ctx.session.add(change)
     await ctx.session.flush()
-    who = await deciders(ctx.session, enterprise)
-    msg = ctx.reply(
+    who = await _deciders(ctx, enterprise)
+    # It asks the deciders to act: it rings them, as an answer to the declaration.
+    ids = [d.user_id for d in who if d.user_id]
+    ctx.send(
+        ctx.room_id,
         "staff_declared",
+        mentions=ids,
+        rings=bool(ids),
+        reply_to=ctx.event.event_id,
         code=change.code,
         enterprise=enterprise.name,
         items=items,
         deciders=[{"name": d.name, "user_id": d.user_id} for d in who],
     )
-    mentions = [ctx.sender, *(d.user_id for d in who if d.user_id)]
-    msg.content = {**msg.content, "m.mentions": {"user_ids": mentions}}
 
 
 async def _load(ctx: CommandContext, code: int) -> tuple[StaffChange, Enterprise]:
-    change = await ctx.session.get(StaffChange, code)
+    change = await staff_changes.get(ctx.session, code)
     if change is None:
         raise StaffError("no_request", code=f"S-{code}")
-    if change.status != "pending":
+    if change.status != staff_changes.PENDING:
         raise StaffError("not_pending", code=change.code, status=change.status)
     enterprise = await ctx.session.get(Enterprise, change.enterprise_id)
     assert enterprise is not None
@@ -173,12 +175,11 @@ async def _load(ctx: CommandContext, code: int) -> tuple[StaffChange, Enterprise
 
 async def _may_decide(ctx: CommandContext, enterprise: Enterprise, change: StaffChange) -> None:
     if not may(ctx.identity, Action.DECIDE_STAFF, await place_of(ctx.session, enterprise)):
-        who = await deciders(ctx.session, enterprise)
         raise StaffError(
             "not_decider",
             code=change.code,
             enterprise=enterprise.name,
-            deciders=[d.name for d in who],
+            deciders=[d.name for d in await _deciders(ctx, enterprise)],
         )
 
 
@@ -187,9 +188,10 @@ async def _confirm(ctx: CommandContext, code: int) -> None:
     await _may_decide(ctx, enterprise, change)
     today = dates.today(ctx.services.config.tz)
     items = [dict(i) for i in change.items]
-    await apply(ctx.session, enterprise.id, items, today)
+    staff_now = await staff_changes.enterprise_staff(ctx.session, enterprise.id)
+    await staff_changes.apply(ctx.session, enterprise.id, still_to_apply(items, staff_now), today)
     change.items = items  # with the person ids of who joined
-    _decide(ctx, change, "confirmed")
+    staff_changes.decide(change, "confirmed", ctx.sender)
     change.effective_on = today
     request_provisioning(ctx.session, f"staff change {change.code}")
     _announce(ctx, change, enterprise, today=today)
@@ -198,28 +200,18 @@ async def _confirm(ctx: CommandContext, code: int) -> None:
 async def _reject(ctx: CommandContext, code: int, reason: str | None) -> None:
     change, enterprise = await _load(ctx, code)
     await _may_decide(ctx, enterprise, change)
-    _decide(ctx, change, "rejected")
+    staff_changes.decide(change, "rejected", ctx.sender)
     change.note = reason
     _announce(ctx, change, enterprise, reason=reason)
 
 
-async def _cancel(ctx: CommandContext, code: int) -> None:
+async def _withdraw(ctx: CommandContext, code: int) -> None:
     change, enterprise = await _load(ctx, code)
-    chiefs = {
-        s.matrix_id
-        for s in await enterprise_staff(ctx.session, enterprise.id)
-        if s.kind == RoleKind.ENT_CHIEF
-    }
-    if ctx.sender != change.requested_by and ctx.sender not in chiefs:
+    staff_now = await staff_changes.enterprise_staff(ctx.session, enterprise.id)
+    if not may_withdraw(ctx.sender, change.requested_by, staff_now):
         raise StaffError("not_requester", code=change.code)
-    _decide(ctx, change, "cancelled")
+    staff_changes.decide(change, "cancelled", ctx.sender)
     _announce(ctx, change, enterprise)
-
-
-def _decide(ctx: CommandContext, change: StaffChange, status: str) -> None:
-    change.status = status
-    change.decided_by = ctx.sender
-    change.decided_at = datetime.now(UTC)
 
 
 def _announce(
@@ -247,13 +239,8 @@ async def _list(ctx: CommandContext) -> None:
     info = await rooms.get(ctx.session, ctx.room_id)
     if ctx.room_kind == ENTERPRISE_ROOM and info is not None and info.enterprise_id:
         ids.add(info.enterprise_id)
-    rows = await ctx.session.execute(
-        select(StaffChange, Enterprise)
-        .join(Enterprise, Enterprise.id == StaffChange.enterprise_id)
-        .where(StaffChange.status == "pending", StaffChange.enterprise_id.in_(sorted(ids)))
-        .order_by(StaffChange.id)
-    )
+    changes = await staff_changes.pending(ctx.session, ids)
     ctx.reply(
         "staff_list",
-        changes=[{"code": c.code, "enterprise": e.name, "items": c.items} for c, e in rows.all()],
+        changes=[{"code": c.code, "enterprise": e.name, "items": c.items} for c, e in changes],
     )

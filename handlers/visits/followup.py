@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from bot.context import CommandContext
+from bot.errors import UserError
 from storage.directory import serves
 from storage.models import Enterprise
 from storage.visits import Visit, get_visit
@@ -20,24 +21,21 @@ def is_visit_code(token: str) -> bool:
     return bool(VISIT_CODE.match(token.strip()))
 
 
-async def visit_to_follow(ctx: CommandContext, code: str) -> tuple[Visit, Enterprise] | None:
-    """The visit and its enterprise, if the sender may follow it up; otherwise replies why."""
+async def visit_to_follow(ctx: CommandContext, code: str) -> tuple[Visit, Enterprise]:
+    """The visit and its enterprise, if the sender may follow it up; otherwise refuses with
+    why (a UserError answered with ``visit_followup``)."""
     visit = await get_visit(ctx.session, code)
     if visit is None:
-        ctx.reply("visit_followup", problem="unknown", code=code.upper())
-        return None
+        raise UserError("visit_followup", problem="unknown", code=code.upper())
     ident = ctx.identity
     own = ident.person is not None and ident.person.id == visit.person_id
     if not (own or serves(ident, visit.enterprise_id)):
-        ctx.reply("visit_followup", problem="not_yours", code=visit.code)
-        return None
+        raise UserError("visit_followup", problem="not_yours", code=visit.code)
     if not visit.problems:
-        ctx.reply("visit_followup", problem="no_problems", code=visit.code)
-        return None
+        raise UserError("visit_followup", problem="no_problems", code=visit.code)
     ent = await ctx.session.get(Enterprise, visit.enterprise_id)
     if ent is None or not ent.active:
-        ctx.reply("visit_followup", problem="enterprise_gone", code=visit.code)
-        return None
+        raise UserError("visit_followup", problem="enterprise_gone", code=visit.code)
     return visit, ent
 
 

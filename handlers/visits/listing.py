@@ -13,6 +13,7 @@ from typing import Any
 from bot import dates
 from bot.commands import DIRECT, GRID_ROOMS, Arg, ArgError, command, tr
 from bot.context import CommandContext
+from bot.errors import UserError
 from storage.directory import Action, level2_grids_in, reach, roles_for
 from storage.visit_reports import GridCoverage, coverage, pairs_for_month, rate
 
@@ -47,17 +48,16 @@ async def visits_report(ctx: CommandContext) -> None:
     today = dates.today(ctx.services.config.tz)
     try:
         year, month = _month(ctx.args.get("month"), today)
-    except ArgError as err:
+    except ArgError as err:  # read here, not by the Arg: "上月" depends on today
         cmd = ctx.command
         assert cmd is not None
-        ctx.reply(
+        raise UserError(
             "usage",
             usage=cmd.usage(ctx.locale),
             reason=tr(err.reason, ctx.locale),
             summary=tr(cmd.summary, ctx.locale),
             name=cmd.name,
-        )
-        return
+        ) from None
     current = (year, month) == (today.year, today.month)
     upto = today if current else None
     overseen = reach(ctx.identity, Action.COVERAGE)
@@ -65,7 +65,7 @@ async def visits_report(ctx: CommandContext) -> None:
         await _member_view(ctx, year, month, upto, current, today)
         return
     grids = await level2_grids_in(ctx.session, overseen)
-    table = await coverage(ctx.session, year, month, grids, upto=upto)
+    table = await coverage(ctx.session, dates.month_bounds(year, month), grids, upto=upto)
     ctx.reply("visits_table", **table_values(table, year, month, current))
 
 
@@ -87,8 +87,9 @@ async def _member_view(
 ) -> None:
     person = ctx.identity.person
     assert person is not None  # every role above the admin one comes with a roster person
-    pairs = await pairs_for_month(ctx.session, year, month, person_id=person.id, upto=upto)
-    _first, last = dates.month_bounds(year, month)
+    bounds = dates.month_bounds(year, month)
+    pairs = await pairs_for_month(ctx.session, bounds, person_id=person.id, upto=upto)
+    last = bounds[1]
     ctx.reply(
         "visits_member",
         month=f"{year}-{month:02d}",

@@ -16,8 +16,9 @@ from typing import Any
 from bot import conversation, dates
 from bot.commands import DIRECT, GRID_ROOMS, command
 from bot.context import CommandContext
-from bot.conversation import CHOICE, CONFIRM, DATE, FILE, TEXT, Ask, Conversation, Incoming, Step
-from bot.words import SKIP, choose, confirmed, is_in, past_day, split_names
+from bot.conversation import CHOICE, CONFIRM, DATE, FILE, TEXT, Conversation, Incoming, Step
+from bot.words import SKIP, choose, is_in, split_names
+from handlers.visits.forms import first_open, take_confirmation, take_date, take_text
 from storage.directory import L1_ROLES, L1_STAFF, Reach, held_grids, level2_grids_in
 from storage.models import RoleKind
 from storage.visits import (
@@ -34,24 +35,14 @@ from storage.visits import (
 # the summary last.
 meeting_conv = Conversation(
     "meeting",
-    steps=[
-        Ask("grid", CHOICE, counted=False),
-        Ask("date", DATE),
-        Ask("attendees", TEXT),
-        Ask("topics", TEXT),
-        Ask("decisions", TEXT),
-        Ask("minutes", FILE),
-        Ask("confirm", CONFIRM, counted=False),
-    ],
+    CHOICE("grid", counted=False),
+    DATE("date"),
+    TEXT("attendees", "topics", "decisions"),
+    FILE("minutes"),
+    CONFIRM("confirm", counted=False),
 )
 training_conv = Conversation(
-    "training",
-    steps=[
-        Ask("date", DATE),
-        Ask("topic", TEXT),
-        Ask("attendees", TEXT),
-        Ask("confirm", CONFIRM, counted=False),
-    ],
+    "training", DATE("date"), TEXT("topic", "attendees"), CONFIRM("confirm", counted=False)
 )
 ROOMS = GRID_ROOMS | {DIRECT}
 
@@ -79,8 +70,7 @@ async def meeting(ctx: CommandContext) -> None:
     data: dict[str, Any] = {"choices": [[g.id, g.name] for g in grids]}
     if len(grids) == 1:
         data["grid_id"], data["grid"] = grids[0].id, grids[0].name
-    state = _ask(ctx, meeting_conv, data)
-    await conversation.start(ctx, meeting_conv, state, data)
+    await conversation.start(ctx, meeting_conv, _ask_meeting(ctx, data), data)
 
 
 @command(
@@ -101,8 +91,7 @@ async def meeting(ctx: CommandContext) -> None:
     rooms=ROOMS,
 )
 async def training(ctx: CommandContext) -> None:
-    state = _ask(ctx, training_conv, {})
-    await conversation.start(ctx, training_conv, state, {})
+    await conversation.start(ctx, training_conv, _ask_training(ctx, {}), {})
 
 
 # --- meeting steps ---------------------------------------------------------------------------
@@ -113,26 +102,22 @@ async def meeting_grid(step: Step, msg: Incoming) -> None:
     names = [name for _id, name in step.data["choices"]]
     picked = choose(names, msg.text) if not msg.is_media else None
     if picked is None or picked.one is None:
-        step.goto(_ask(step.ctx, meeting_conv, step.data, error="pick"))
+        step.goto(_ask_meeting(step.ctx, step.data, error="pick"))
         return
     step.data["grid_id"], step.data["grid"] = step.data["choices"][picked.one]
-    step.goto(_ask(step.ctx, meeting_conv, step.data))
+    step.goto(_ask_meeting(step.ctx, step.data))
 
 
 @meeting_conv.step("date")
 async def meeting_date(step: Step, msg: Incoming) -> None:
-    _take_date(step, msg)
+    await take_date(step, msg, _ask_meeting)
 
 
 @meeting_conv.step("attendees")
 @meeting_conv.step("topics")
 @meeting_conv.step("decisions")
 async def meeting_text(step: Step, msg: Incoming) -> None:
-    if msg.is_media or not msg.text:
-        step.goto(_ask(step.ctx, meeting_conv, step.data, error="need_text"))
-        return
-    step.data[step.state] = msg.text
-    step.goto(_ask(step.ctx, meeting_conv, step.data))
+    take_text(step, msg, _ask_meeting)
 
 
 @meeting_conv.step("minutes")
@@ -147,15 +132,14 @@ async def meeting_minutes(step: Step, msg: Incoming) -> None:
     elif is_in(msg.text, SKIP):
         step.data["minutes"] = None
     else:
-        step.goto(_ask(step.ctx, meeting_conv, step.data, error="not_file"))
+        step.goto(_ask_meeting(step.ctx, step.data, error="not_file"))
         return
-    step.goto(_ask(step.ctx, meeting_conv, step.data))
+    step.goto(_ask_meeting(step.ctx, step.data))
 
 
 @meeting_conv.step("confirm")
 async def meeting_confirm(step: Step, msg: Incoming) -> None:
-    if await _confirm(step, msg):
-        await _save_meeting(step.ctx, step.data, msg)
+    await take_confirmation(step, msg, _ask_meeting, _save_meeting)
 
 
 # --- training steps --------------------------------------------------------------------------
@@ -163,45 +147,47 @@ async def meeting_confirm(step: Step, msg: Incoming) -> None:
 
 @training_conv.step("date")
 async def training_date(step: Step, msg: Incoming) -> None:
-    _take_date(step, msg)
+    await take_date(step, msg, _ask_training)
 
 
 @training_conv.step("topic")
 async def training_topic(step: Step, msg: Incoming) -> None:
-    if msg.is_media or not msg.text:
-        step.goto(_ask(step.ctx, training_conv, step.data, error="need_text"))
-        return
-    step.data["topic"] = msg.text
-    step.goto(_ask(step.ctx, training_conv, step.data))
+    take_text(step, msg, _ask_training)
 
 
 @training_conv.step("attendees")
 async def training_attendees(step: Step, msg: Incoming) -> None:
     names = split_names(msg.text) if not msg.is_media else []
     if not names:
-        step.goto(_ask(step.ctx, training_conv, step.data, error="no_names"))
+        step.goto(_ask_training(step.ctx, step.data, error="no_names"))
         return
     matched = await match_people(step.ctx.session, names, await _county_grids(step.ctx))
     step.data["attendees_text"] = msg.text
     step.data["attendees"] = [[name, matched[name]] for name in names]
-    step.goto(_ask(step.ctx, training_conv, step.data))
+    step.goto(_ask_training(step.ctx, step.data))
 
 
 @training_conv.step("confirm")
 async def training_confirm(step: Step, msg: Incoming) -> None:
-    if await _confirm(step, msg):
-        await _save_training(step.ctx, step.data, msg)
+    await take_confirmation(step, msg, _ask_training, _save_training)
 
 
 # --- shared ----------------------------------------------------------------------------------
+
+
+def _ask_meeting(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> str:
+    return _ask(ctx, meeting_conv, data, **extra)
+
+
+def _ask_training(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> str:
+    return _ask(ctx, training_conv, data, **extra)
 
 
 def _ask(ctx: CommandContext, conv: Conversation, data: dict[str, Any], **extra: Any) -> str:
     """Ask the first declared field not yet in ``data`` (or show the summary, the last step);
     returns the step name."""
     kind = conv.name
-    fields = [a.name for a in conv.steps if a.name != "confirm"]
-    state = next((f for f in fields if f not in data and f + "_id" not in data), "confirm")
+    state = first_open(conv, data)
     values: dict[str, Any] = {"error": None, "answer": None, **extra}
     values["progress"] = conv.progress(state)
     if state == "grid":
@@ -233,33 +219,6 @@ def _summary(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         "matched": [name for name, pid in data["attendees"] if pid],
         "unmatched": [name for name, pid in data["attendees"] if not pid],
     }
-
-
-def _take_date(step: Step, msg: Incoming) -> None:
-    conv = step.conversation
-    if msg.is_media:
-        step.goto(_ask(step.ctx, conv, step.data, error="need_text"))
-        return
-    day, error = past_day(msg.text, dates.today(step.ctx.services.config.tz))
-    if error or day is None:
-        step.goto(_ask(step.ctx, conv, step.data, error=error, answer=msg.text))
-        return
-    step.data["date"] = day.isoformat()
-    step.goto(_ask(step.ctx, conv, step.data))
-
-
-async def _confirm(step: Step, msg: Incoming) -> bool:
-    """True when the answer is yes (the caller saves); handles no and anything else."""
-    answer = None if msg.is_media else confirmed(msg.text)
-    if answer:
-        step.end()
-        return True
-    if answer is False:
-        step.end()
-        step.reply("conversation_cancelled", name=step.conversation.name)
-        return False
-    step.goto(_ask(step.ctx, step.conversation, step.data, error="confirm_hint"))
-    return False
 
 
 async def _county_grids(ctx: CommandContext) -> set[int] | None:

@@ -16,6 +16,9 @@ All at timing.visits.reminder_hour local time. Where messages go: the level-2 ro
 looked up in RoomInfo; a grid without such a room falls back to each person's direct chat with
 the bot when one is known (storage.visits.direct_room_with), else it is logged and skipped.
 
+Each asks someone to act, so each rings (an m.text mentioning exactly those who must act); a
+summary with nothing left to do is a quiet m.notice that mentions nobody.
+
 Only future occurrences are planned: a fresh install does not send the month's past reminders.
 A late reminder is dropped when it is already stale: its month (or quarter) is over, or a later
 reminder of the same kind is due as well (that one is sent instead), so nothing arrives twice.
@@ -25,20 +28,20 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime, time
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import scheduler
 from bot.context import Services
 from bot.dates import month_bounds, quarter_of
 from bot.scheduler import JobContext
 from handlers.visits.listing import table_values
+from storage import jobs
+from storage.db import Session
 from storage.directory import L1_OFFICE, L1_ROOM, L2_ROOM, Contact, holders, room_of
-from storage.models import Grid, RoleKind, ScheduledJob
-from storage.visit_reports import coverage, level2_grids, pairs_for_month
+from storage.models import Grid, RoleKind
+from storage.visit_reports import coverage, level1_grids, level2_grids, pairs_for_month
 from storage.visits import direct_room_with, language_of, meeting_grids_in
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ def _next_month(year: int, month: int) -> tuple[int, int]:
 
 
 @scheduler.planner
-async def plan_obligations(session: AsyncSession, services: Services, now: datetime) -> None:
+async def plan_obligations(session: Session, services: Services, now: datetime) -> None:
     """Make sure this month's and next month's occurrences exist as job rows."""
     tz = services.config.tz
     timing = services.config.timing.visits
@@ -65,38 +68,29 @@ async def plan_obligations(session: AsyncSession, services: Services, now: datet
         if due > now:  # past occurrences never planned so far are not invented afterwards
             await scheduler.schedule(session, kind, key, due, payload)
 
+    async def duty(
+        name: str, month: tuple[int, int], period: str, days: Iterable[int], payload: dict[str, int]
+    ) -> None:
+        """A duty that ends with ``month``: its reminders on ``days`` of that month and the
+        summary of its ``period`` on the summary day of the month after."""
+        year, mon = month
+        # The keys as they always were (rows already planned must match).
+        day_key = f"{period}-" if name == "visit" else f"{period}:{mon:02d}-"
+        for day in days:
+            key = f"{name}-reminder:{day_key}{day:02d}"
+            await plan(f"{name}-reminder", key, at(year, mon, day), {**payload, "day": day})
+        summary = at(*_next_month(year, mon), timing.summary_day)
+        await plan(f"{name}-gaps", f"{name}-gaps:{period}", summary, payload)
+
     this = (today.year, today.month)
     for year, month in (this, _next_month(*this)):
-        after = _next_month(year, month)
-        for day in timing.reminder_days:
-            await plan(
-                "visit-reminder",
-                f"visit-reminder:{year}-{month:02d}-{day:02d}",
-                at(year, month, day),
-                {"year": year, "month": month, "day": day},
-            )
-        await plan(
-            "visit-gaps",
-            f"visit-gaps:{year}-{month:02d}",
-            at(*after, timing.summary_day),
-            {"year": year, "month": month},
-        )
-        if month % 3:
-            continue  # only the last month of a quarter has meeting duties
-        quarter = month // 3
-        for day in timing.meeting_reminder_days:
-            await plan(
-                "meeting-reminder",
-                f"meeting-reminder:{year}-Q{quarter}:{month:02d}-{day:02d}",
-                at(year, month, day),
-                {"year": year, "quarter": quarter, "day": day},
-            )
-        await plan(
-            "meeting-gaps",
-            f"meeting-gaps:{year}-Q{quarter}",
-            at(*after, timing.summary_day),
-            {"year": year, "quarter": quarter},
-        )
+        days = timing.reminder_days
+        payload = {"year": year, "month": month}
+        await duty("visit", (year, month), f"{year}-{month:02d}", days, payload)
+        if month % 3 == 0:  # only the last month of a quarter has meeting duties
+            q, days = month // 3, timing.meeting_reminder_days
+            payload = {"year": year, "quarter": q}
+            await duty("meeting", (year, month), f"{year}-Q{q}", days, payload)
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -106,15 +100,10 @@ async def plan_obligations(session: AsyncSession, services: Services, now: datet
 async def visit_reminder(ctx: JobContext) -> None:
     year, month = ctx.payload["year"], ctx.payload["month"]
     today = _today(ctx)
-    if (today.year, today.month) != (year, month):
-        log.info("%s skipped: the month is over (the month-end summary covers it)", ctx.job.key)
+    ongoing = (today.year, today.month) == (year, month)
+    if not await _stands(ctx, ongoing, ctx.services.config.timing.visits.reminder_days):
         return
-    if ctx.payload.get("day") not in ctx.services.config.timing.visits.reminder_days:
-        log.info("%s skipped: the day is no longer configured", ctx.job.key)
-        return
-    if await _superseded(ctx):
-        return
-    pairs = await pairs_for_month(ctx.session, year, month, upto=today)
+    pairs = await pairs_for_month(ctx.session, month_bounds(year, month), upto=today)
     missing: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
     for p in pairs:
         if p.visited or (p.until is not None and p.until < today):
@@ -124,92 +113,55 @@ async def visit_reminder(ctx: JobContext) -> None:
         )
         member["missing"].append(p.enterprise_name)
     last = month_bounds(year, month)[1]
+    values = {"month": f"{year}-{month:02d}", "last_day": last, "days_left": (last - today).days}
     for grid in await level2_grids(ctx.session):
         members = list(missing.get(grid.id, {}).values())
-        if not members:
-            continue
-        values = {
-            "month": f"{year}-{month:02d}",
-            "grid": grid.name,
-            "last_day": last,
-            "days_left": (last - today).days,
-        }
-        room = await room_of(ctx.session, L2_ROOM, grid.id)
-        if room is not None:
-            ids = [m["user_id"] for m in members if m["user_id"]]
-            ctx.send(room, "visit_reminder", mentions=ids, members=members, **values)
-            continue
-        for m in members:  # no level-2 room: each member's direct chat, if known
-            await _send_direct(ctx, m["user_id"], "visit_reminder", members=[m], **values)
+        if members:
+            room = await room_of(ctx.session, L2_ROOM, grid.id)
+            await _tell(ctx, room, "visit_reminder", members, "members", grid=grid.name, **values)
 
 
 @scheduler.job("visit-gaps")
 async def visit_gaps(ctx: JobContext) -> None:
     year, month = ctx.payload["year"], ctx.payload["month"]
     grids = await level2_grids(ctx.session)
-    table = {g.grid_id: g for g in await coverage(ctx.session, year, month, grids)}
+    table = {g.grid_id: g for g in await coverage(ctx.session, month_bounds(year, month), grids)}
     by_parent: dict[int, list[Grid]] = defaultdict(list)
     for grid in grids:
-        cov = table[grid.id]
         if grid.parent_id is not None:
             by_parent[grid.parent_id].append(grid)
-        if not cov.members and not cov.unserved:
-            continue
-        values = table_values([cov], year, month, current=False)
-        chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
-        room = await room_of(ctx.session, L2_ROOM, grid.id)
-        await _tell(ctx, room, chiefs, "visit_gaps", scope=grid.name, level=2, **values)
-    for parent_id, children in by_parent.items():
-        parent = await ctx.session.get(Grid, parent_id)
-        if parent is None or not parent.active:
-            continue
-        values = table_values([table[g.id] for g in children], year, month, current=False)
-        office = await holders(ctx.session, L1_OFFICE, grid_id=parent_id)
-        room = await room_of(ctx.session, L1_ROOM, parent_id)
-        await _tell(ctx, room, office, "visit_gaps", scope=parent.name, level=1, **values)
+        if table[grid.id].members or table[grid.id].unserved:
+            chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
+            await _summarize(ctx, L2_ROOM, grid, chiefs, [table[grid.id]], level=2)
+    for parent in await level1_grids(ctx.session):
+        children = by_parent.get(parent.id)
+        if children:
+            office = await holders(ctx.session, L1_OFFICE, grid_id=parent.id)
+            await _summarize(ctx, L1_ROOM, parent, office, [table[g.id] for g in children], level=1)
 
 
 @scheduler.job("meeting-reminder")
 async def meeting_reminder(ctx: JobContext) -> None:
     year, quarter = ctx.payload["year"], ctx.payload["quarter"]
     today = _today(ctx)
-    if quarter_of(today) != (year, quarter):
-        log.info("%s skipped: the quarter is over (the quarter summary covers it)", ctx.job.key)
-        return
-    if ctx.payload.get("day") not in ctx.services.config.timing.visits.meeting_reminder_days:
-        log.info("%s skipped: the day is no longer configured", ctx.job.key)
-        return
-    if await _superseded(ctx):
+    ongoing = quarter_of(today) == (year, quarter)
+    if not await _stands(ctx, ongoing, ctx.services.config.timing.visits.meeting_reminder_days):
         return
     first, last = _quarter_bounds(year, quarter)
     held = await meeting_grids_in(ctx.session, first, today)
+    values = {"year": year, "quarter": quarter, "last_day": last, "days_left": (last - today).days}
     for grid in await level2_grids(ctx.session):
-        if grid.id in held:
-            continue
-        chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
-        room = await room_of(ctx.session, L2_ROOM, grid.id)
-        await _tell(
-            ctx,
-            room,
-            chiefs,
-            "meeting_reminder",
-            grid=grid.name,
-            year=year,
-            quarter=quarter,
-            last_day=last,
-            days_left=(last - today).days,
-        )
+        if grid.id not in held:
+            chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=grid.id)
+            room = await room_of(ctx.session, L2_ROOM, grid.id)
+            await _tell(ctx, room, "meeting_reminder", _named(chiefs), grid=grid.name, **values)
 
 
 @scheduler.job("meeting-gaps")
 async def meeting_gaps(ctx: JobContext) -> None:
     year, quarter = ctx.payload["year"], ctx.payload["quarter"]
-    first, last = _quarter_bounds(year, quarter)
-    held = await meeting_grids_in(ctx.session, first, last)
-    level1 = await ctx.session.scalars(
-        select(Grid).where(Grid.level == 1, Grid.active.is_(True)).order_by(Grid.name, Grid.id)
-    )
-    for parent in list(level1):
+    held = await meeting_grids_in(ctx.session, *_quarter_bounds(year, quarter))
+    for parent in await level1_grids(ctx.session):
         children = await level2_grids(ctx.session, parent_ids=[parent.id])
         if not children:
             continue
@@ -220,17 +172,9 @@ async def meeting_gaps(ctx: JobContext) -> None:
                 missing.append({"grid": grid.name, "chiefs": [p.name for p in chiefs]})
         chiefs = await holders(ctx.session, {RoleKind.L1_CHIEF}, grid_id=parent.id)
         room = await room_of(ctx.session, L1_ROOM, parent.id)
-        await _tell(
-            ctx,
-            room,
-            chiefs,
-            "meeting_gaps",
-            scope=parent.name,
-            year=year,
-            quarter=quarter,
-            missing=missing,
-            total=len(children),
-        )
+        values = {"year": year, "quarter": quarter, "scope": parent.name, "total": len(children)}
+        act = bool(missing)
+        await _tell(ctx, room, "meeting_gaps", _named(chiefs), act=act, missing=missing, **values)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -244,47 +188,68 @@ def _quarter_bounds(year: int, quarter: int) -> tuple[date, date]:
     return date(year, 3 * quarter - 2, 1), month_bounds(year, 3 * quarter)[1]
 
 
-async def _superseded(ctx: JobContext) -> bool:
-    """A later occurrence of the same kind is due too (the bot was down): let that one speak."""
-    later = await ctx.session.scalar(
-        select(ScheduledJob.key)
-        .where(
-            ScheduledJob.kind == ctx.job.kind,
-            ScheduledJob.done_at.is_(None),
-            ScheduledJob.due_at > ctx.job.due_at,
-            ScheduledJob.due_at <= ctx.now,
-        )
-        .limit(1)
+async def _stands(ctx: JobContext, ongoing: bool, days: Iterable[int]) -> bool:
+    """Whether a reminder is still worth sending: its month (or quarter) is not over (the
+    summary covers it then), its day is still configured, and no later reminder of its kind
+    is due as well (the bot was down: that one speaks instead)."""
+    if not ongoing:
+        why = "its period is over (the summary covers it)"
+    elif ctx.payload.get("day") not in days:
+        why = "the day is no longer configured"
+    elif later := await jobs.later_one_due(ctx.session, ctx.job.kind, ctx.job.due_at, ctx.now):
+        why = f"{later} is due as well and is sent instead"
+    else:
+        return True
+    log.info("%s skipped: %s", ctx.job.key, why)
+    return False
+
+
+async def _summarize(
+    ctx: JobContext, kind: str, grid: Grid, people: list[Contact], table: list[Any], level: int
+) -> None:
+    """The month's coverage of ``table`` in the ``kind`` room of ``grid``, for ``people``;
+    it asks them to act while a visit is missing or an enterprise has no member."""
+    year, month = ctx.payload["year"], ctx.payload["month"]
+    values = table_values(table, year, month, current=False)
+    act = values["visited"] < values["total"] or any(g["unserved"] for g in values["grids"])
+    room = await room_of(ctx.session, kind, grid.id)
+    await _tell(
+        ctx, room, "visit_gaps", _named(people), act=act, scope=grid.name, level=level, **values
     )
-    if later is not None:
-        log.info("%s skipped: %s is due as well and is sent instead", ctx.job.key, later)
-    return later is not None
 
 
 async def _tell(
     ctx: JobContext,
     room: str | None,
-    people: list[Contact],
     template: str,
+    people: list[dict[str, Any]],
+    key: str = "people",
+    *,
+    act: bool = True,
     **values: Any,
 ) -> None:
-    """One message in ``room`` mentioning ``people``, or else one in each one's direct chat."""
-    ids = [p.user_id for p in people if p.user_id]
+    """One message in ``room`` naming ``people`` (dicts with "user_id" and "name", given to
+    the template as ``key``), or else one in each one's direct chat. When it asks them to
+    ``act`` it rings them; otherwise it is a notice that mentions nobody."""
     if room is not None:
-        ctx.send(room, template, mentions=ids, people=_named(people), **values)
+        ids = [p["user_id"] for p in people if p["user_id"]] if act else []
+        ctx.send(room, template, mentions=ids, rings=act, **{key: people}, **values)
         return
-    for p in people:
-        await _send_direct(ctx, p.user_id, template, people=_named([p]), **values)
+    for p in people:  # no room for the grid: each one's direct chat, if known
+        await _send_direct(ctx, p["user_id"], template, act, **{key: [p]}, **values)
 
 
 def _named(people: list[Contact]) -> list[dict[str, Any]]:
     return [p.as_dict() for p in people]
 
 
-async def _send_direct(ctx: JobContext, user_id: str | None, template: str, **values: Any) -> None:
+async def _send_direct(
+    ctx: JobContext, user_id: str | None, template: str, act: bool, **values: Any
+) -> None:
     room = await direct_room_with(ctx.session, user_id) if user_id else None
     if room is None:
         log.warning("%s: no room to reach %s; not sent", ctx.job.key, user_id or "(no Matrix id)")
         return
     locale = await language_of(ctx.session, user_id) if user_id else None
-    ctx.send(room, template, locale=locale, mentions=[user_id] if user_id else [], **values)
+    mentions = [user_id] if user_id and act else []
+    ctx.send(room, template, locale=locale, mentions=mentions, rings=act, **values)

@@ -18,8 +18,15 @@ from typing import Any
 from bot import conversation, dates
 from bot.commands import DIRECT, ENTERPRISE_ROOM, GRID_ROOMS, Arg, command
 from bot.context import CommandContext
-from bot.conversation import CHOICE, CONFIRM, DATE, PHOTO, TEXT, Ask, Incoming, Step
-from bot.words import FINISHED, NONE, choose, confirmed, is_in, past_day, says_no_problem
+from bot.conversation import CHOICE, CONFIRM, DATE, PHOTO, TEXT, Conversation, Incoming, Step
+from bot.words import FINISHED, NONE, choose, is_in, says_no_problem
+from handlers.visits.forms import (
+    first_open,
+    read_past_day,
+    take_confirmation,
+    take_date,
+    take_text,
+)
 from storage import rooms
 from storage.directory import Action, at_hand, roles_for, room_of
 from storage.visits import (
@@ -32,16 +39,13 @@ from storage.visits import (
 
 # The enterprise is often preset (its room, or the only one served) and the summary is no
 # question, so neither counts in the progress.
-conv = conversation.Conversation(
+conv = Conversation(
     "visit",
-    steps=[
-        Ask("enterprise", CHOICE, counted=False),
-        Ask("date", DATE),
-        Ask("checked", TEXT),
-        Ask("problems", TEXT),
-        Ask("photos", PHOTO),
-        Ask("confirm", CONFIRM, counted=False),
-    ],
+    CHOICE("enterprise", counted=False),
+    DATE("date"),
+    TEXT("checked", "problems"),
+    PHOTO("photos"),
+    CONFIRM("confirm", counted=False),
 )
 VISIT_ROOMS = GRID_ROOMS | {DIRECT}
 
@@ -95,7 +99,7 @@ async def visit(ctx: CommandContext) -> None:
             # The one-line form: today, the rest is what was checked, photos optional at confirm.
             data.update(oneline=True, checked=rest[0], photos_done=True)
             if says_no_problem(rest[0]):
-                data.update(problems_set=True, problems=None)
+                data["problems"] = None
         if picked.one is not None:
             error = await _set_enterprise(ctx, data, picked.one)
         else:
@@ -107,8 +111,7 @@ async def visit(ctx: CommandContext) -> None:
             index = 0
         if index is not None:
             error = await _set_enterprise(ctx, data, index)
-    state = await _ask_next(ctx, data, **error)
-    await conversation.start(ctx, conv, state, data)
+    await conversation.start(ctx, conv, _ask_next(ctx, data, **error), data)
 
 
 # --- steps -----------------------------------------------------------------------------------
@@ -118,46 +121,35 @@ async def visit(ctx: CommandContext) -> None:
 async def step_enterprise(step: Step, msg: Incoming) -> None:
     data = step.data
     if msg.is_media:
-        step.goto(await _ask_next(step.ctx, data, error="need_text"))
+        step.goto(_ask_next(step.ctx, data, error="need_text"))
         return
     picked = choose(_names(data), msg.text)
     if picked.one is None:
         data["matches"] = list(picked.picks)
         error = "ambiguous" if picked.picks else "unknown"
-        step.goto(await _ask_next(step.ctx, data, error=error, query=msg.text))
+        step.goto(_ask_next(step.ctx, data, error=error, query=msg.text))
         return
     extra = await _set_enterprise(step.ctx, data, picked.one)
-    step.goto(await _ask_next(step.ctx, data, **extra))
+    step.goto(_ask_next(step.ctx, data, **extra))
 
 
 @conv.step("date")
 async def step_date(step: Step, msg: Incoming) -> None:
-    if msg.is_media:
-        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
-        return
-    day, extra = await _check_day(step.ctx, step.data, msg.text)
-    if day is not None:
-        step.data["date"] = day.isoformat()
-    step.goto(await _ask_next(step.ctx, step.data, **extra))
+    await take_date(step, msg, _ask_next, _check_day)
 
 
 @conv.step("checked")
 async def step_checked(step: Step, msg: Incoming) -> None:
-    if msg.is_media or not msg.text:
-        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
-        return
-    step.data["checked"] = msg.text
-    step.goto(await _ask_next(step.ctx, step.data))
+    take_text(step, msg, _ask_next)
 
 
 @conv.step("problems")
 async def step_problems(step: Step, msg: Incoming) -> None:
-    if msg.is_media or not msg.text:
-        step.goto(await _ask_next(step.ctx, step.data, error="need_text"))
+    if is_in(msg.text, NONE):  # 无 / none: nothing found
+        step.data["problems"] = None
+        step.goto(_ask_next(step.ctx, step.data))
         return
-    step.data["problems"] = None if is_in(msg.text, NONE) else msg.text
-    step.data["problems_set"] = True
-    step.goto(await _ask_next(step.ctx, step.data))
+    take_text(step, msg, _ask_next)
 
 
 @conv.step("photos")
@@ -168,25 +160,17 @@ async def step_photos(step: Step, msg: Incoming) -> None:
         return
     if is_in(msg.text, FINISHED):
         data["photos_done"] = True
-        step.goto(await _ask_next(step.ctx, data))
+        step.goto(_ask_next(step.ctx, data))
         return
-    step.goto(await _ask_next(step.ctx, data, error="photos_hint"))
+    step.goto(_ask_next(step.ctx, data, error="photos_hint"))
 
 
 @conv.step("confirm")
 async def step_confirm(step: Step, msg: Incoming) -> None:
     if msg.is_media:
-        _add_photo(step, msg)
+        _add_photo(step, msg)  # photos may still come with the summary
         return
-    answer = confirmed(msg.text)
-    if answer:
-        await _save(step.ctx, step.data, msg)
-        step.end()
-    elif answer is False:
-        step.end()
-        step.reply("conversation_cancelled", name=conv.name)
-    else:
-        step.goto(await _ask_next(step.ctx, step.data, error="confirm_hint"))
+    await take_confirmation(step, msg, _ask_next, _save)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -196,33 +180,10 @@ def _names(data: dict[str, Any]) -> list[str]:
     return [name for _id, name in data["choices"]]
 
 
-def _next_state(data: dict[str, Any]) -> str:
-    if "enterprise_id" not in data:
-        return "enterprise"
-    if "date" not in data:
-        return "date"
-    if "checked" not in data:
-        return "checked"
-    if not data.get("problems_set"):
-        return "problems"
-    if not data.get("photos_done"):
-        return "photos"
-    return "confirm"
-
-
-_QUESTIONS = {
-    "enterprise": "ask_enterprise",
-    "date": "ask_date",
-    "checked": "ask_checked",
-    "problems": "ask_problems",
-    "photos": "ask_photos",
-    "confirm": "summary",
-}
-
-
-async def _ask_next(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> str:
-    """Reply with the question for the first unanswered field; returns that step's name."""
-    state = _next_state(data)
+def _ask_next(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> str:
+    """Reply with the question for the first unanswered field; returns that step's name.
+    (The photos are open until 完成; "photos" holds the ones received so far.)"""
+    state = first_open(conv, data, {"photos": "photos_done"})
     # Every question template gets the same re-ask fields (StrictUndefined needs them all).
     values: dict[str, Any] = {"error": None, "answer": None, "since": None, "query": None}
     values["progress"] = conv.progress(state)
@@ -235,7 +196,7 @@ async def _ask_next(ctx: CommandContext, data: dict[str, Any], **extra: Any) -> 
         values.update(_summary(data))
     else:
         values.update({k: data.get(k) for k in ("enterprise", "date", "checked")})
-    ctx.reply(f"visit_{_QUESTIONS[state]}", **values)
+    ctx.reply("visit_summary" if state == "confirm" else f"visit_ask_{state}", **values)
     return state
 
 
@@ -277,11 +238,11 @@ async def _set_enterprise(ctx: CommandContext, data: dict[str, Any], index: int)
 async def _check_day(
     ctx: CommandContext, data: dict[str, Any], text: str
 ) -> tuple[date | None, dict[str, Any]]:
-    """The visit day from ``text`` or (None, the error to show with the re-ask)."""
-    today = dates.today(ctx.services.config.tz)
-    day, error = past_day(text, today)
-    if error or day is None:
-        return None, {"error": error or "unreadable", "answer": text}
+    """The visit day from ``text`` (a day the member served the enterprise), or None and the
+    error to show with the re-ask."""
+    day, refused = await read_past_day(ctx, data, text)
+    if day is None:
+        return None, refused
     person = ctx.identity.person
     assert person is not None  # L2_MEMBER role implies a roster person
     if await assignment_on(ctx.session, person.id, data["enterprise_id"], day) is None:

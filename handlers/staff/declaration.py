@@ -1,5 +1,8 @@
-"""Staff changes of an enterprise (人员变动): parse a declaration, check it against the roster,
-and apply it once the enterprise's level-2 member confirms.
+"""The rules of a staff change (人员变动): read a declaration and check it against the staff.
+
+Plain functions of text and the enterprise's current staff (storage.staff_changes reads it):
+no context, no database. A declaration that cannot go ahead raises :class:`StaffError`, a
+UserError answered with the ``staff_error`` template.
 
 A declaration is one item per line (or separated by ；/;)::
 
@@ -15,20 +18,14 @@ and a phone or Matrix id (or both). A promotion is explicit: leave, then join in
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.config import MXID_RE
+from bot.errors import UserError
 from bot.words import clean, looks_like_phone, normalize, phone_digits, phone_number
-from storage.directory import Action, Contact, people_who_may, place_of
-from storage.models import Assignment, Enterprise, Person, Role, RoleKind
+from storage.models import RoleKind
+from storage.staff_changes import JOIN, LEAVE, Staffer
 
-LEAVE = "leave"
-JOIN = "join"
 _VERBS = {
     **dict.fromkeys(("leave", "离开", "离职", "调离", "退出", "减少"), LEAVE),
     **dict.fromkeys(("join", "加入", "新增", "新任", "增加"), JOIN),
@@ -41,50 +38,24 @@ _ROLES = {
         ("ent_member", "member", "网格员", "企业网格员", "三级网格员"), RoleKind.ENT_MEMBER
     ),
 }
-ENT_KINDS = (RoleKind.ENT_CHIEF, RoleKind.ENT_MEMBER)
 _SEPARATORS = re.compile(r"[\n；;]+")
+_CODE = re.compile(r"^S-?(\d{1,9})$", re.IGNORECASE)
 
 
-class StaffError(Exception):
+class StaffError(UserError):
     """A declaration or decision that cannot go ahead; ``reason`` picks the message."""
 
     def __init__(self, reason: str, **values: Any) -> None:
-        super().__init__(reason)
+        super().__init__("staff_error", reason=reason, **values)
         self.reason = reason
-        self.values = values
-
-
-@dataclass(frozen=True)
-class Staffer:
-    person_id: int
-    name: str
-    phone: str | None
-    matrix_id: str | None
-    kind: str
-
-
-async def enterprise_staff(session: AsyncSession, enterprise_id: int) -> list[Staffer]:
-    rows = await session.execute(
-        select(Role, Person)
-        .join(Person, Person.id == Role.person_id)
-        .where(
-            Role.enterprise_id == enterprise_id,
-            Role.until.is_(None),
-            Role.kind.in_(ENT_KINDS),
-            Person.active.is_(True),
-        )
-        .order_by(Role.kind, Person.name)
-    )
-    return [Staffer(p.id, p.name, p.phone, p.matrix_id, r.kind) for r, p in rows.all()]
 
 
 def split_items(text: str) -> list[list[str]]:
     return [line.split() for line in _SEPARATORS.split(text) if line.strip()]
 
 
-async def declare(session: AsyncSession, enterprise_id: int, text: str) -> list[dict[str, Any]]:
+def declare(text: str, staff: list[Staffer]) -> list[dict[str, Any]]:
     """The items of a declaration, checked against the enterprise's current staff."""
-    staff = await enterprise_staff(session, enterprise_id)
     items: list[dict[str, Any]] = []
     for tokens in split_items(text):
         verb = _VERBS.get(normalize(tokens[0]))
@@ -96,6 +67,16 @@ async def declare(session: AsyncSession, enterprise_id: int, text: str) -> list[
             raise StaffError("bad_line", line=" ".join(tokens))
     if not items:
         raise StaffError("empty")
+    check(items, staff)
+    return items
+
+
+def still_to_apply(items: list[dict[str, Any]], staff: list[Staffer]) -> list[dict[str, Any]]:
+    """A declared change checked again at confirmation: things may have moved since (an import,
+    another change). Who has left already is left out; the rest must still hold. The items
+    are the same dicts (storage gives each join its person id)."""
+    current = {s.person_id for s in staff}
+    items = [i for i in items if i["action"] == JOIN or i["person_id"] in current]
     check(items, staff)
     return items
 
@@ -175,100 +156,23 @@ def check(items: list[dict[str, Any]], staff: list[Staffer]) -> None:
         raise StaffError("one_chief")
 
 
-async def apply(
-    session: AsyncSession, enterprise_id: int, items: list[dict[str, Any]], today: date
-) -> None:
-    """Write a confirmed change into the roster, dated ``today`` (roles end / begin). Each join
-    item gets the "person_id" it was given, so roster imports can tell whether their file
-    already has the change."""
-    staff = await enterprise_staff(session, enterprise_id)
-    # Things may have moved since the declaration (an import, another change): check again,
-    # leaving out who is gone already.
-    current = {s.person_id for s in staff}
-    items = [i for i in items if i["action"] == JOIN or i["person_id"] in current]
-    check(items, staff)
-    leavers: list[int] = []
-    for item in items:
-        if item["action"] != LEAVE:
-            continue
-        roles = await session.scalars(
-            select(Role).where(
-                Role.person_id == item["person_id"],
-                Role.enterprise_id == enterprise_id,
-                Role.until.is_(None),
-                Role.kind.in_(ENT_KINDS),
-            )
-        )
-        for role in roles:
-            role.until = today
-        leavers.append(item["person_id"])
-    for item in items:
-        if item["action"] == JOIN:
-            person = await _person_for(session, item)
-            person.active, person.deactivated_on = True, None
-            await session.flush()
-            item["person_id"] = person.id
-            session.add(
-                Role(
-                    person_id=person.id, kind=item["kind"], enterprise_id=enterprise_id, since=today
-                )
-            )
-    await session.flush()
-    for person_id in leavers:
-        await _deactivate_if_idle(session, person_id, today)
-
-
-async def _person_for(session: AsyncSession, item: dict[str, Any]) -> Person:
-    if item["matrix_id"]:
-        person = await session.scalar(select(Person).where(Person.matrix_id == item["matrix_id"]))
-        if person is not None:
-            if item["phone"] and not person.phone:
-                person.phone = item["phone"]
-            return person
-    if item["phone"]:
-        same = list(
-            await session.scalars(
-                select(Person).where(Person.phone == item["phone"], Person.name == item["name"])
-            )
-        )
-        if len(same) == 1 and (not item["matrix_id"] or same[0].matrix_id is None):
-            if item["matrix_id"]:
-                same[0].matrix_id = item["matrix_id"]
-            return same[0]
-    person = Person(
-        name=item["name"], phone=item["phone"], matrix_id=item["matrix_id"], active=True
-    )
-    session.add(person)
-    return person
-
-
-async def _deactivate_if_idle(session: AsyncSession, person_id: int, today: date) -> None:
-    """Someone with no current role or assignment left is out of the roster (kept, dated)."""
-    role = await session.scalar(
-        select(Role.id).where(Role.person_id == person_id, Role.until.is_(None)).limit(1)
-    )
-    served = await session.scalar(
-        select(Assignment.id)
-        .where(Assignment.person_id == person_id, Assignment.until.is_(None))
-        .limit(1)
-    )
-    if role is None and served is None:
-        person = await session.get(Person, person_id)
-        if person is not None and person.active:
-            person.active, person.deactivated_on = False, today
-
-
-async def deciders(session: AsyncSession, enterprise: Enterprise) -> list[Contact]:
-    """Who may confirm: the level-2 member(s) serving the enterprise and its level-2 chief
-    (the directory's RULES[DECIDE_STAFF], read as people)."""
-    return await people_who_may(session, Action.DECIDE_STAFF, await place_of(session, enterprise))
-
-
-_CODE = re.compile(r"^S-?(\d{1,9})$", re.IGNORECASE)
+def may_withdraw(sender: str, requested_by: str, staff: list[Staffer]) -> bool:
+    """The requester may withdraw a pending change, and so may the enterprise's chief."""
+    chiefs = {s.matrix_id for s in staff if s.kind == RoleKind.ENT_CHIEF}
+    return sender == requested_by or sender in chiefs
 
 
 def parse_code(text: str) -> int:
+    """'S-12' (or 's12') → 12; ValueError otherwise (an Arg's parse)."""
     match = _CODE.match(text.strip())
     if match is None:
         raise ValueError(text)
     return int(match.group(1))
+
+
+def code_of(text: str) -> int:
+    """The change a /staff confirm|reject|withdraw names; refused with the text otherwise."""
+    try:
+        return parse_code(text)
+    except ValueError:
+        raise StaffError("bad_code", value=text) from None
