@@ -152,6 +152,9 @@ class GridBot:
         if added is None:
             await self.dispatcher.drain()
         else:
+            if self.sender is not None:
+                # An answer to a message the bot is just sending must find its event id.
+                await self.sender.settled({e.room_id for e in added})
             await self.dispatcher.handle_new(added)
         if not self.ready.is_set() and self.client and self.client.next_batch:
             self.ready.set()

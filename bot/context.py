@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import outgoing
-from bot.outgoing import Attachment, Outgoing, Ref
+from bot.outgoing import Outgoing, Speaks
 from messages import Messages, Rendered
 from storage.directory import Identity
 from storage.models import InboxEvent, OutboxMessage
@@ -33,7 +32,7 @@ class Services:
 
 
 @dataclass
-class CommandContext:
+class CommandContext(Speaks):
     services: Services
     session: AsyncSession
     event: InboxEvent
@@ -77,39 +76,5 @@ class CommandContext:
                 values,
                 mentions=[self.sender],
                 reply_to=self.event.event_id,
-            )
-        )
-
-    def send(
-        self,
-        room_id: str,
-        template: str | None,
-        /,
-        *,
-        mentions: Iterable[str] = (),
-        locale: str | None = None,
-        rings: bool = False,
-        reply_to: Ref | None = None,
-        thread_root: Ref | None = None,
-        edit_of: Ref | None = None,
-        attachment: Attachment | None = None,
-        **values: Any,
-    ) -> OutboxMessage:
-        """Post into any room, queued in this transaction.
-
-        ``locale`` is for rooms read by others than the sender (default: the sender's).
-        """
-        return self.post(
-            Outgoing(
-                room_id,
-                template,
-                values,
-                mentions=mentions,
-                locale=locale,
-                rings=rings,
-                reply_to=reply_to,
-                thread_root=thread_root,
-                edit_of=edit_of,
-                attachment=attachment,
             )
         )

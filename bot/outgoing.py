@@ -85,6 +85,46 @@ class Outgoing:
         return "m.text" if self.rings else "m.notice"
 
 
+class Speaks:
+    """``send`` for whatever can ``post`` an Outgoing (command and job contexts): the keyword
+    form of one message, so callers need not build the dataclass themselves."""
+
+    def post(self, message: Outgoing) -> OutboxMessage:
+        raise NotImplementedError
+
+    def send(
+        self,
+        room_id: str,
+        template: str | None,
+        /,
+        *,
+        mentions: Iterable[str] = (),
+        locale: str | None = None,
+        rings: bool = False,
+        reply_to: Ref | None = None,
+        thread_root: Ref | None = None,
+        edit_of: Ref | None = None,
+        attachment: Attachment | None = None,
+        **values: Any,
+    ) -> OutboxMessage:
+        """Post ``template`` into any room, queued in the caller's transaction. ``locale`` is
+        for rooms read by others than the sender (default: the context's)."""
+        return self.post(
+            Outgoing(
+                room_id,
+                template,
+                values,
+                mentions=mentions,
+                locale=locale,
+                rings=rings,
+                reply_to=reply_to,
+                thread_root=thread_root,
+                edit_of=edit_of,
+                attachment=attachment,
+            )
+        )
+
+
 def content_of(messages: Messages, message: Outgoing, locale: str) -> dict[str, Any]:
     """The event content of a message, before relations (which the sender adds)."""
     att = message.attachment

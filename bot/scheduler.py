@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import outgoing
 from bot.context import Services
 from bot.conversation import sweep_expired
-from bot.outgoing import Attachment, Outgoing, Ref
+from bot.outgoing import Outgoing, Speaks
 from storage.db import Database
 from storage.models import OutboxMessage, ScheduledJob
 
@@ -37,7 +37,7 @@ TICK_SECONDS = 30
 
 
 @dataclass
-class JobContext:
+class JobContext(Speaks):
     services: Services
     session: AsyncSession
     job: ScheduledJob
@@ -62,36 +62,6 @@ class JobContext:
         )
         self.sent.append(msg)
         return msg
-
-    def send(
-        self,
-        room_id: str,
-        template: str | None,
-        /,
-        *,
-        locale: str | None = None,
-        mentions: Iterable[str] = (),
-        rings: bool = False,
-        reply_to: Ref | None = None,
-        thread_root: Ref | None = None,
-        edit_of: Ref | None = None,
-        attachment: Attachment | None = None,
-        **values: Any,
-    ) -> OutboxMessage:
-        return self.post(
-            Outgoing(
-                room_id,
-                template,
-                values,
-                mentions=mentions,
-                locale=locale,
-                rings=rings,
-                reply_to=reply_to,
-                thread_root=thread_root,
-                edit_of=edit_of,
-                attachment=attachment,
-            )
-        )
 
 
 JobFn = Callable[[JobContext], Awaitable[None]]

@@ -11,12 +11,14 @@ import asyncio
 import io
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import aiohttp
 from nio import AsyncClient, RoomSendError, RoomSendResponse, UploadResponse
 
 from storage import outbox
 from storage.db import Database
+from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,19 @@ class Sender:
         self._stopping = False
         self.on_failed = on_failed
         self._uploads: dict[str, asyncio.Lock] = {}
+        # Per room, set once the send in flight there has its outcome recorded (see settled).
+        self._recording: dict[str, asyncio.Event] = {}
+
+    async def settled(self, room_ids: Iterable[str]) -> None:
+        """Wait until the sends in flight in these rooms have their event ids stored.
+
+        Someone can see the bot's message and answer it (a reply, a reaction, a thread post)
+        before the bot has recorded the event id Synapse gave it; handling that answer first
+        would not recognise the message it refers to. So the dispatcher waits for this first.
+        """
+        pending = [self._recording[r] for r in set(room_ids) if r in self._recording]
+        if pending:
+            await asyncio.gather(*(e.wait() for e in pending))
 
     @property
     def busy_rooms(self) -> int:
@@ -128,16 +143,12 @@ class Sender:
                 elif prepared.content is None:
                     resp = None  # a parent of this message is still being sent
                 else:
+                    self._recording[room_id] = recorded = asyncio.Event()
                     try:
-                        resp = await self.client.room_send(
-                            room_id,
-                            msg.event_type,
-                            prepared.content,
-                            tx_id=msg.txn_id,
-                            ignore_unverified_devices=True,
-                        )
-                    except _NETWORK_ERRORS as exc:
-                        resp = exc
+                        resp = await self._send(room_id, msg, prepared.content)
+                    finally:
+                        self._recording.pop(room_id, None)
+                        recorded.set()
             if resp is None:
                 await asyncio.sleep(0.2)
                 continue
@@ -148,11 +159,26 @@ class Sender:
                 await asyncio.sleep(delay)  # outside the slot: other rooms go on meanwhile
                 continue
             if isinstance(resp, RoomSendResponse):
-                backoff.reset()
-                async with self.db.transaction() as session:
-                    await outbox.mark_sent(session, msg.id, resp.event_id)
+                backoff.reset()  # recorded as sent above, before anyone waiting was let go
                 continue
             await self._handle_error(room_id, msg.id, resp, backoff)
+
+    async def _send(self, room_id: str, msg: OutboxMessage, content: dict[str, Any]) -> object:
+        """Send one message; once Synapse took it, store its event id before returning."""
+        try:
+            resp = await self.client.room_send(
+                room_id,
+                msg.event_type,
+                content,
+                tx_id=msg.txn_id,
+                ignore_unverified_devices=True,
+            )
+        except _NETWORK_ERRORS as exc:
+            return exc
+        if isinstance(resp, RoomSendResponse):
+            async with self.db.transaction() as session:
+                await outbox.mark_sent(session, msg.id, resp.event_id)
+        return resp
 
     async def _upload(self, upload: outbox.Upload) -> object | None:
         """Upload a file once for all the rooms it goes to; None when its mxc URI is stored,

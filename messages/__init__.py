@@ -56,6 +56,8 @@ class Messages:
             "trim_blocks": True,
             "lstrip_blocks": True,
             "keep_trailing_newline": False,
+            # Templates ship with the code: no stat() of every file on every render.
+            "auto_reload": False,
         }
         self._plain = Environment(autoescape=False, **common)
         self._html = Environment(autoescape=True, **common)
@@ -63,6 +65,10 @@ class Messages:
             # Role names come from the directory's one mapping (``_labels.j2`` role()).
             env.globals["role_label"] = role_label
         self._root = root
+        # Which templates exist, read once (a render must not touch the disk).
+        self._names = {
+            (path.parent.name, path.stem) for path in root.glob("*/*.j2") if path.is_file()
+        }
 
     def label(self, locale: str, macro: str, value: str) -> str:
         """One label from ``<locale>/_labels.j2`` (``role``, ``room``, ``conversation``)."""
@@ -70,7 +76,7 @@ class Messages:
         return str(getattr(module, macro)(value)).strip()
 
     def has(self, locale: str, name: str) -> bool:
-        return (self._root / locale / f"{name}.j2").is_file()
+        return (locale, name) in self._names
 
     def render(self, locale: str, name: str, /, **ctx: Any) -> Rendered:
         if locale not in LOCALES or not self.has(locale, name):

@@ -4,7 +4,6 @@ sender at send time; one file sent into several rooms, uploaded once, arriving b
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from storage.db import Database
 from storage.models import OutboxMessage
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import create_room, wait_for_join
+from tests.sender_support import send_until_empty
 
 
 async def _room_events(client: Any, room_id: str) -> list[dict[str, Any]]:
@@ -27,22 +27,7 @@ async def _room_events(client: Any, room_id: str) -> list[dict[str, Any]]:
 
 
 async def _send_everything(db: Database, client: Any) -> None:
-    sender = Sender(client, db)
-    db.after_commit.append(lambda info: sender.wake(info.get("gridbot_outbox_rooms")))
-    task = asyncio.create_task(sender.run())
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                async with db.transaction() as s:
-                    left = await s.scalar(
-                        select(OutboxMessage.id).where(OutboxMessage.status == "pending").limit(1)
-                    )
-                if left is None:
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await sender.stop()
-        task.cancel()
+    await send_until_empty(Sender(client, db), db, limit=60)
 
 
 async def test_relations_and_a_shared_file_arrive_as_declared(

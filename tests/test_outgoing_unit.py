@@ -19,6 +19,7 @@ from messages import Messages
 from storage.db import Database
 from storage.models import OutboxFile, OutboxMessage
 from storage.outbox import QUEUED_ROOMS
+from tests.sender_support import send_until_empty
 
 
 class RecordingClient:
@@ -44,21 +45,7 @@ class RecordingClient:
 
 
 async def _send_all(db: Database, client: RecordingClient) -> None:
-    sender = Sender(client, db)  # type: ignore[arg-type]
-    task = asyncio.create_task(sender.run())
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                async with db.transaction() as s:
-                    left = await s.scalar(
-                        select(OutboxMessage.id).where(OutboxMessage.status == "pending").limit(1)
-                    )
-                if left is None:
-                    return
-                await asyncio.sleep(0.02)
-    finally:
-        await sender.stop()
-        task.cancel()
+    await send_until_empty(Sender(client, db), db)  # type: ignore[arg-type]
 
 
 def _queue(s: Any, message: Outgoing) -> OutboxMessage:

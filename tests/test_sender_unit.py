@@ -18,6 +18,7 @@ from bot.sender import Sender
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage
+from tests.sender_support import send_until_empty
 
 
 class ScriptedClient:
@@ -61,20 +62,7 @@ async def _queue(db: Database, room: str, n: int) -> list[str]:
 
 
 async def _run_until_sent(sender: Sender, db: Database, limit: float = 10) -> None:
-    task = asyncio.create_task(sender.run())
-    try:
-        async with asyncio.timeout(limit):
-            while True:
-                async with db.transaction() as s:
-                    left = await s.scalar(
-                        select(OutboxMessage.id).where(OutboxMessage.status == "pending").limit(1)
-                    )
-                if left is None:
-                    break
-                await asyncio.sleep(0.02)
-    finally:
-        await sender.stop()
-        task.cancel()
+    await send_until_empty(sender, db, limit)
 
 
 async def test_429_waits_retry_after_and_other_rooms_go_on(sqlite_db: Database) -> None:
@@ -112,3 +100,29 @@ async def test_forbidden_room_is_marked_failed_and_reported(sqlite_db: Database)
         row = await s.scalar(select(OutboxMessage))
     assert row is not None and row.status == "failed" and "M_FORBIDDEN" in (row.last_error or "")
     assert failed and failed[0][0] == row.id
+
+
+async def test_settled_waits_until_the_send_in_flight_has_its_event_id(sqlite_db: Database) -> None:
+    """An answer to a message the bot is sending right now must find that message's event id:
+    the dispatcher waits for ``settled`` first, which returns only once the id is stored."""
+    gate, in_flight = asyncio.Event(), asyncio.Event()
+
+    class SlowClient(ScriptedClient):
+        async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
+            in_flight.set()
+            await gate.wait()  # Synapse has the event; its response is still on the way
+            return await super().room_send(room_id, *args, **kwargs)
+
+    (txn,) = await _queue(sqlite_db, "!r:x", 1)
+    sender = Sender(SlowClient({}), sqlite_db)  # type: ignore[arg-type]
+    task = asyncio.create_task(send_until_empty(sender, sqlite_db))
+    await asyncio.wait_for(in_flight.wait(), 5)
+    waiting = asyncio.create_task(sender.settled(["!r:x", "!other:x"]))
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "returned while the send was still in flight"
+    gate.set()
+    await asyncio.wait_for(waiting, 5)
+    async with sqlite_db.transaction() as s:
+        row = await s.scalar(select(OutboxMessage))
+    assert row is not None and row.event_id == f"$ev-{txn}", "stored before settled returned"
+    await task
