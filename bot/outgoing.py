@@ -78,7 +78,6 @@ class Outgoing:
     attachment: Attachment | None = None
     # Idempotency key for messages that may be queued again by a retry of their cause.
     txn_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def msgtype(self) -> str:
@@ -145,7 +144,6 @@ def content_of(messages: Messages, message: Outgoing, locale: str) -> dict[str, 
             content["info"]["size"] = len(att.data)
         if att.url is not None:
             content["url"] = att.url
-    content.update(message.extra)
     content["m.mentions"] = {"user_ids": sorted({u for u in message.mentions if u})}
     return content
 

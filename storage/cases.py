@@ -300,14 +300,6 @@ async def add_post(
     return post
 
 
-async def root_post(session: AsyncSession, code: str, room_id: str) -> CasePost | None:
-    return await session.scalar(
-        select(CasePost).where(
-            CasePost.code == code, CasePost.room_id == room_id, CasePost.is_root.is_(True)
-        )
-    )
-
-
 async def root_message(session: AsyncSession, code: str, room_id: str) -> OutboxMessage | None:
     """The queued message that is (or will be once sent) the case's thread root in a room."""
     return await session.scalar(

@@ -80,11 +80,6 @@ def add_file(session: AsyncSession, data: bytes, name: str, mimetype: str) -> Ou
     return files[digest]
 
 
-def queued_rooms(session: AsyncSession) -> set[str]:
-    """Rooms this session queued messages for (the database hands them to the sender)."""
-    return set(session.info.get(QUEUED_ROOMS) or ())
-
-
 async def pending_rooms(session: AsyncSession) -> list[str]:
     rows = await session.scalars(
         select(OutboxMessage.room_id).where(OutboxMessage.status == PENDING).distinct()
@@ -225,12 +220,6 @@ async def mark_attempt(session: AsyncSession, msg_id: int, error: str, *, give_u
             status=FAILED if give_up else PENDING,
         )
     )
-
-
-async def event_id_of(session: AsyncSession, msg_id: int) -> str | None:
-    """The Matrix event id of a queued message once the sender has sent it (None before).
-    The one way anything learns the event id of a message the bot sent."""
-    return await session.scalar(select(OutboxMessage.event_id).where(OutboxMessage.id == msg_id))
 
 
 async def exists(session: AsyncSession, txn_id: str) -> bool:
