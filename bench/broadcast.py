@@ -1,20 +1,24 @@
 """Broadcast fan-out and acknowledgement intake: GridBot beside raw matrix-nio loops.
 
-    python bench/broadcast.py [--rooms 300] [--in-flight 16] [--check] [-v]
+    python bench/broadcast.py [--rooms 300] [--rounds 3] [--in-flight 16] [--check] [-v]
 
 On a throw-away Synapse (rate limits relaxed, every sender exempt) a "watcher" who sits in every
-enterprise room records when each message arrives, through its own sync loop. Measured, in one run:
+room records when each message arrives, through its own sync loop. Each enterprise has two rooms
+with the same three members: its GridBot room (watcher, bot, chief) and a raw room (watcher, raw
+sender, chief), so the homeserver does the same work per message on both sides and the raw
+messages never reach the bot. Measured in alternating rounds (bench/interleave.py), the bot
+running throughout:
 
-1. raw, sequential: one nio client sends the notice into each room, one after the other;
+1. raw, sequential: one nio client sends the notice into each raw room, one after the other;
 2. raw, concurrent: the same with ``--in-flight`` sends at a time (what the sender allows);
-3. GridBot: from the issuer's 确认 to the watcher holding the notice in every room
+3. GridBot: from the issuer's 确认 to the watcher holding the notice in every enterprise room
    (the issuer's /群发 goes through sync, dispatch, one transaction writing targets, outbox rows
-   and deliveries, then the outbox sender);
-4. acknowledgements: every enterprise's chief reacts ✅ at once; time until GridBot has recorded
-   all of them in its database.
+   and deliveries, then the outbox sender); then, untimed against any baseline, every chief
+   reacts ✅ at once and the time until GridBot has recorded all of them is noted.
 
-The target is GridBot within 1.15 times the sequential raw loop (``--check`` turns a miss into
-exit code 1). The table goes to stdout.
+After each measure the bench waits until the bot is idle (inbox handled, outbox sent), so one
+round's leftovers do not land on the next. The target is GridBot's median within 1.15 times the
+sequential raw loop's (``--check`` turns a miss into exit code 1).
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -46,9 +50,11 @@ from nio import (  # noqa: E402
 )
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import PASSWORD, login  # noqa: E402
+from bench.common import PASSWORD, bounded, login, wait_ready  # noqa: E402
+from bench.interleave import Result, Stats, interleave, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
+NAME = "broadcast"
 TARGET_RATIO = 1.15
 SETUP_IN_FLIGHT = 8
 WATCH_FILTER = {
@@ -60,19 +66,7 @@ WATCH_FILTER = {
     "presence": {"not_types": ["*"]},
     "account_data": {"not_types": ["*"]},
 }
-T = TypeVar("T")
-_DB_URL: list[str | None] = [None]  # --database-url
-_DM: list[str] = []  # the issuer's direct chat and id, for _phases
-
-
-async def bounded(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], limit: int) -> list[Any]:
-    slots = asyncio.Semaphore(limit)
-
-    async def one(item: T) -> Any:
-        async with slots:
-            return await fn(item)
-
-    return list(await asyncio.gather(*(one(i) for i in items)))
+RAW_SEQ, RAW_PAR, GRIDBOT = "raw nio, one at a time", "raw nio, in flight", "GridBot /broadcast"
 
 
 async def send_ok(client: AsyncClient, room: str, event_type: str, content: dict) -> str:
@@ -133,25 +127,11 @@ class Watcher:
                 missing = len(rooms - self.seen[marker].keys())
                 raise TimeoutError(f"{missing} rooms never showed {marker}")
             self._changed.clear()
-            with _suppress_timeout():
+            try:
                 await asyncio.wait_for(self._changed.wait(), 5)
+            except TimeoutError:
+                pass
         return max(self.seen[marker][r][0] for r in rooms)
-
-
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, *_: object) -> bool:
-        return exc_type is TimeoutError
-
-
-@dataclass
-class Row:
-    what: str
-    seconds: float
-    n: int
-    note: str = ""
 
 
 # --- setup ----------------------------------------------------------------------------------------
@@ -165,7 +145,8 @@ class World:
     issuer: AsyncClient
     raw: AsyncClient
     chiefs: list[AsyncClient]
-    rooms: list[str]  # enterprise rooms, in enterprise order
+    rooms: list[str]  # enterprise rooms (with the bot), in enterprise order
+    raw_rooms: list[str]  # one per enterprise, same members but the raw sender for the bot
     l2_rooms: list[str]
     dm: str
 
@@ -192,10 +173,13 @@ async def build_world(hs: Synapse, n: int) -> World:
 
     started = time.monotonic()
     rooms = await bounded(
-        range(n), lambda i: make_room([ids["gridbot"], ids["raw"], chief_ids[i]]), SETUP_IN_FLIGHT
+        range(n), lambda i: make_room([ids["gridbot"], chief_ids[i]]), SETUP_IN_FLIGHT
+    )
+    raw_rooms = await bounded(
+        range(n), lambda i: make_room([ids["raw"], chief_ids[i]]), SETUP_IN_FLIGHT
     )
     l2_rooms = await bounded(range(6), lambda _i: make_room([ids["gridbot"]]), SETUP_IN_FLIGHT)
-    print(f"  {n + 6} rooms created in {time.monotonic() - started:.1f} s", flush=True)
+    print(f"  {2 * n + 6} rooms created in {time.monotonic() - started:.1f} s", flush=True)
 
     async def join(pair: tuple[AsyncClient, str]) -> None:
         client, room = pair
@@ -204,8 +188,8 @@ async def build_world(hs: Synapse, n: int) -> World:
             raise RuntimeError(f"{client.user_id} join {room}: {resp}")
 
     started = time.monotonic()
-    pairs = [(setup_bot, r) for r in rooms + l2_rooms] + [(raw, r) for r in rooms]
-    pairs += list(zip(chiefs, rooms, strict=True))
+    pairs = [(setup_bot, r) for r in rooms + l2_rooms] + [(raw, r) for r in raw_rooms]
+    pairs += list(zip(chiefs, rooms, strict=True)) + list(zip(chiefs, raw_rooms, strict=True))
     await bounded(pairs, join, SETUP_IN_FLIGHT)
     resp = await issuer.room_create(invite=[ids["gridbot"]], is_direct=True)
     assert isinstance(resp, RoomCreateResponse), resp
@@ -213,7 +197,7 @@ async def build_world(hs: Synapse, n: int) -> World:
     await join((setup_bot, dm))
     print(f"  {len(pairs) + 1} joins in {time.monotonic() - started:.1f} s", flush=True)
     await setup_bot.close()
-    return World(hs, ids, watcher, issuer, raw, chiefs, rooms, l2_rooms, dm)
+    return World(hs, ids, watcher, issuer, raw, chiefs, rooms, raw_rooms, l2_rooms, dm)
 
 
 async def seed(db: Any, world: World) -> None:
@@ -281,8 +265,6 @@ async def seed(db: Any, world: World) -> None:
 
 def notice_content(marker: str) -> dict[str, Any]:
     """The same message GridBot posts, rendered from its template."""
-    from datetime import UTC, datetime
-
     from messages import Messages
 
     content = (
@@ -293,6 +275,7 @@ def notice_content(marker: str) -> dict[str, Any]:
             code="N-2026-0000",
             kind="requirement",
             text=notice_text(marker),
+            full_text=None,
             issuer_name="基准",
             issuer_role="admin",
             issuer_where=None,
@@ -315,17 +298,42 @@ def notice_text(marker: str) -> str:
     )
 
 
-async def bench_raw(world: World, watcher: Watcher, marker: str, in_flight: int) -> Row:
-    content = notice_content(marker)
-    watcher.expect(marker)
-    started = time.perf_counter()
-    await bounded(
-        world.rooms, lambda r: send_ok(world.raw, r, "m.room.message", content), in_flight
-    )
-    sent = time.perf_counter() - started
-    seen = await watcher.wait_all(marker, set(world.rooms)) - started
-    how = "one at a time" if in_flight == 1 else f"{in_flight} in flight"
-    return Row(f"raw nio, {how}", seen, len(world.rooms), f"all sent at {sent:.2f} s")
+@dataclass
+class Round:
+    """One measure of one contender: seconds until the last room had it, and what else was seen."""
+
+    what: str
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    world: World
+    watcher: Watcher
+    in_flight: int
+    rounds: list[Round] = field(default_factory=list)
+    acks: list[float] = field(default_factory=list)
+    count: dict[str, int] = field(default_factory=dict)
+
+    def marker(self, tag: str) -> str:
+        self.count[tag] = self.count.get(tag, 0) + 1
+        return f"{tag}-{self.count[tag]}"
+
+    async def raw(self, in_flight: int) -> float:
+        what = RAW_SEQ if in_flight == 1 else RAW_PAR
+        marker = self.marker("RAW1" if in_flight == 1 else "RAWN")
+        content = notice_content(marker)
+        rooms = self.world.raw_rooms
+        self.watcher.expect(marker)
+        started = time.perf_counter()
+        await bounded(
+            rooms, lambda r: send_ok(self.world.raw, r, "m.room.message", content), in_flight
+        )
+        sent = time.perf_counter() - started
+        seen = await self.watcher.wait_all(marker, set(rooms)) - started
+        self.rounds.append(Round(what, seen, f"all sent at {sent:.2f} s"))
+        return seen
 
 
 async def issuer_wait(world: World, words: str, within: float = 120) -> None:
@@ -341,33 +349,79 @@ async def issuer_wait(world: World, words: str, within: float = 120) -> None:
     raise TimeoutError(f"the issuer never saw {words!r}")
 
 
-async def bench_gridbot(world: World, watcher: Watcher, work: Path, marker: str) -> list[Row]:
-    from bot.app import GridBot
-    from bot.config import parse_config
-    from storage import notices as N
-    from storage.db import Database
+class GridBotSide:
+    """GridBot running for the whole bench; each call of ``broadcast`` is one round."""
 
-    config = parse_config(
-        {
-            "homeserver": world.hs.url,
-            "user_id": world.ids["gridbot"],
-            "password": PASSWORD,
-            "database_url": _DB_URL[0] or f"sqlite+aiosqlite:///{work / 'gridbot.db'}",
-            "admins": [world.ids["issuer"]],
-        },
-        "bench",
-    )
-    _DM[:] = [world.dm, world.ids["issuer"]]
-    db = Database(config.database_url)
-    await db.upgrade()
-    await seed(db, world)
-    bot = GridBot(config, db)
-    run_task = asyncio.create_task(bot.run())
-    rows: list[Row] = []
-    try:
+    def __init__(self, bench: Bench, work: Path, database_url: str | None) -> None:
+        from bot.config import parse_config
+
+        world = bench.world
+        self.bench = bench
+        self.config = parse_config(
+            {
+                "homeserver": world.hs.url,
+                "user_id": world.ids["gridbot"],
+                "password": PASSWORD,
+                "database_url": database_url or f"sqlite+aiosqlite:///{work / 'gridbot.db'}",
+                "admins": [world.ids["issuer"]],
+            },
+            "bench",
+        )
+        self.db: Any = None
+        self.bot: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.done = 0  # broadcasts completed
+
+    async def start(self) -> None:
+        from bot.app import GridBot
+        from storage.db import Database
+
+        self.db = Database(self.config.database_url)
+        await self.db.upgrade()
+        await seed(self.db, self.bench.world)
+        self.bot = GridBot(self.config, self.db)
+        self.task = asyncio.create_task(self.bot.run())
         started = time.monotonic()
-        await _ready(bot, run_task)
+        await wait_ready(self.bot, self.task)
         print(f"  GridBot ready in {time.monotonic() - started:.1f} s", flush=True)
+
+    async def stop(self) -> None:
+        if self.bot is not None and self.task is not None:
+            self.bot.stop()
+            try:
+                await asyncio.wait_for(self.task, 30)
+            except TimeoutError:
+                print("GridBot did not stop within 30 s")
+        if self.db is not None:
+            await self.db.close()
+
+    async def idle(self, within: float = 300) -> None:
+        """Until every stored event is handled and every queued message sent."""
+        from storage.models import InboxEvent, OutboxMessage
+
+        async def nothing_left() -> bool:
+            async with self.db.transaction() as s:
+                inbox = await s.scalar(
+                    select(func.count())
+                    .select_from(InboxEvent)
+                    .where(InboxEvent.handled_at.is_(None))
+                )
+                outbox = await s.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.status == "pending")
+                )
+            return not inbox and not outbox
+
+        await _until(nothing_left, within, pause=0.1)
+
+    async def broadcast(self) -> float:
+        from storage import notices as N
+        from storage.models import OutboxMessage
+
+        world, watcher = self.bench.world, self.bench.watcher
+        marker = self.bench.marker("GRIDBOT")
+        n = len(world.rooms)
         await world.issuer.sync(timeout=0, sync_filter=WATCH_FILTER)
         await send_ok(
             world.issuer,
@@ -377,46 +431,46 @@ async def bench_gridbot(world: World, watcher: Watcher, work: Path, marker: str)
         )
         await issuer_wait(world, "请确认")
         watcher.expect(marker)
+        expected = n * (self.done + 1)  # post deliveries sent, over every round so far
+        wall0 = time.time()
         t0 = time.perf_counter()
         await send_ok(
             world.issuer, world.dm, "m.room.message", {"msgtype": "m.text", "body": "确认"}
         )
 
         async def all_sent() -> bool:
-            async with db.transaction() as s:
-                left = await s.scalar(
-                    select(func.count())
-                    .select_from(N.NoticeTarget)
-                    .join(N.NoticeDelivery, N.NoticeDelivery.target_id == N.NoticeTarget.id)
-                    .where(N.NoticeDelivery.part == N.PART_POST)
-                )
-                from storage.models import OutboxMessage
-
+            async with self.db.transaction() as s:
                 sent = await s.scalar(
                     select(func.count())
                     .select_from(N.NoticeDelivery)
                     .join(OutboxMessage, OutboxMessage.id == N.NoticeDelivery.outbox_id)
                     .where(N.NoticeDelivery.part == N.PART_POST, OutboxMessage.status == "sent")
                 )
-            return bool(left) and left == sent
+            return sent == expected
 
-        wall0 = time.time()
         db_done = asyncio.create_task(_until(all_sent))
         seen = await watcher.wait_all(marker, set(world.rooms)) - t0
         recorded = await db_done - t0
-        handled, first, last = await _phases(db, wall0)
-        rows.append(
-            Row(
-                "GridBot /broadcast",
+        handled, first, last = await self._phases(wall0)
+        self.bench.rounds.append(
+            Round(
+                GRIDBOT,
                 seen,
-                len(world.rooms),
                 f"确认 handled (one transaction) at {handled:.2f} s; posts sent "
                 f"{first:.2f}–{last:.2f} s; outbox all sent at {recorded:.2f} s",
             )
         )
+        self.done += 1
+        await self.idle()  # the echoes of its own posts: not part of the acks that follow
+        await self._acks(marker, n * self.done)
+        return seen
 
-        # Every chief reacts ✅ to the notice in their room, all at once.
-        posts = watcher.seen[marker]
+    async def _acks(self, marker: str, expected: int) -> None:
+        """Every chief reacts ✅ to this round's post in their room, all at once."""
+        from storage import notices as N
+
+        world = self.bench.world
+        posts = self.bench.watcher.seen[marker]
 
         async def ack(i: int) -> None:
             room = world.rooms[i]
@@ -424,90 +478,74 @@ async def bench_gridbot(world: World, watcher: Watcher, work: Path, marker: str)
             await send_ok(world.chiefs[i], room, "m.reaction", {"m.relates_to": rel})
 
         async def all_acked() -> bool:
-            async with db.transaction() as s:
+            async with self.db.transaction() as s:
                 acked = await s.scalar(
                     select(func.count())
                     .select_from(N.NoticeTarget)
                     .where(N.NoticeTarget.acked_at.is_not(None))
                 )
-            return acked == len(world.rooms)
+            return acked == expected
 
         t0 = time.perf_counter()
         await bounded(range(len(world.rooms)), ack, 64)
         sent = time.perf_counter() - t0
         done = await _until(all_acked) - t0
-        rows.append(
-            Row(f"{len(world.rooms)} ✅ acks → recorded", done, len(world.rooms),
-                f"all sent at {sent:.2f} s")
-        )  # fmt: skip
-    finally:
-        bot.stop()
-        try:
-            await asyncio.wait_for(run_task, 30)
-        except TimeoutError:
-            print("GridBot did not stop within 30 s")
-        await db.close()
-    return rows
-
-
-async def _phases(db: Any, wall0: float) -> tuple[float, float, float]:
-    """Seconds after 确认 was sent: when it was handled, first and last post sent."""
-    from storage import notices as N
-    from storage.models import InboxEvent, OutboxMessage
-
-    async with db.transaction() as s:
-        handled = await s.scalar(
-            select(InboxEvent.handled_at)
-            .where(InboxEvent.room_id == _DM[0], InboxEvent.sender == _DM[1])
-            .order_by(InboxEvent.seq.desc())
-            .limit(1)
+        self.bench.acks.append(done)
+        self.bench.rounds.append(
+            Round(f"{len(world.rooms)} ✅ acks → recorded", done, f"all sent at {sent:.2f} s")
         )
-        first, last = (
-            await s.execute(
-                select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
-                .join(N.NoticeDelivery, N.NoticeDelivery.outbox_id == OutboxMessage.id)
-                .where(N.NoticeDelivery.part == N.PART_POST)
+
+    async def _phases(self, wall0: float) -> tuple[float, float, float]:
+        """Seconds after 确认 was sent: when it was handled, first and last post sent."""
+        from storage import notices as N
+        from storage.models import InboxEvent, OutboxMessage
+
+        since = datetime.fromtimestamp(wall0, UTC)
+        world = self.bench.world
+        async with self.db.transaction() as s:
+            handled = await s.scalar(
+                select(InboxEvent.handled_at)
+                .where(InboxEvent.room_id == world.dm, InboxEvent.sender == world.ids["issuer"])
+                .order_by(InboxEvent.seq.desc())
+                .limit(1)
             )
-        ).one()
-    stamps = [t.timestamp() - wall0 if t else float("nan") for t in (handled, first, last)]
-    return stamps[0], stamps[1], stamps[2]
+            first, last = (
+                await s.execute(
+                    select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
+                    .join(N.NoticeDelivery, N.NoticeDelivery.outbox_id == OutboxMessage.id)
+                    .where(N.NoticeDelivery.part == N.PART_POST, OutboxMessage.sent_at >= since)
+                )
+            ).one()
+        stamps = [t.timestamp() - wall0 if t else float("nan") for t in (handled, first, last)]
+        return stamps[0], stamps[1], stamps[2]
 
 
-async def _until(check: Callable[[], Awaitable[bool]], within: float = 600) -> float:
+async def _until(
+    check: Callable[[], Awaitable[bool]],
+    within: float = 600,
+    pause: float = 0.02,
+) -> float:
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(pause)
     return time.perf_counter()
-
-
-async def _ready(bot: Any, run_task: asyncio.Task[None], within: float = 180) -> None:
-    waiter = asyncio.create_task(bot.ready.wait())
-    done, _ = await asyncio.wait({waiter, run_task}, timeout=within, return_when="FIRST_COMPLETED")
-    if run_task in done:
-        waiter.cancel()
-        run_task.result()
-        raise RuntimeError("GridBot stopped before it was ready")
-    if waiter not in done:
-        waiter.cancel()
-        raise TimeoutError(f"GridBot not ready within {within} s")
 
 
 # --- main --------------------------------------------------------------------------------------
 
 
-def print_table(rows: list[Row]) -> None:
+def print_table(rounds: list[Round], n: int) -> None:
     print()
-    print(f"{'':28} {'rooms':>5} {'seconds':>8} {'msg/s':>7} {'× raw':>6}  note")
-    base = next((r.seconds for r in rows if r.what.startswith("raw nio, one")), None)
-    for r in rows:
-        ratio = f"{r.seconds / base:6.2f}" if base and "acks" not in r.what else ""
-        print(f"{r.what:28} {r.n:5d} {r.seconds:8.2f} {r.n / r.seconds:7.1f} {ratio:>6}  {r.note}")
-    print(f"(target: GridBot /broadcast within {TARGET_RATIO}× the one-at-a-time raw loop)")
+    print(f"{'':28} {'rooms':>5} {'seconds':>8} {'msg/s':>7}  note")
+    for r in rounds:
+        print(f"{r.what:28} {n:5d} {r.seconds:8.2f} {n / r.seconds:7.1f}  {r.note}")
 
 
-async def run(n: int, in_flight: int, rows: list[Row]) -> None:
+async def measure(args: argparse.Namespace) -> list[Result]:
+    """Run the benchmark as ``args`` say; print its table; return its summary rows."""
+    n = args.rooms
     with tempfile.TemporaryDirectory(prefix="gridbot-bench-") as tmp:
         work = Path(tmp)
         hs = Synapse(work / "synapse", relaxed_limits=True)
@@ -516,29 +554,66 @@ async def run(n: int, in_flight: int, rows: list[Row]) -> None:
         print(f"homeserver {hs.url} up in {time.monotonic() - started:.1f} s", flush=True)
         world: World | None = None
         watcher: Watcher | None = None
+        side: GridBotSide | None = None
         try:
             world = await build_world(hs, n)
             watcher = Watcher(world.watcher)
             started = time.monotonic()
             await watcher.start()
             print(f"  watcher's first sync: {time.monotonic() - started:.1f} s", flush=True)
-            print("raw loops", flush=True)
-            rows.append(await bench_raw(world, watcher, "RAW-SEQ", 1))
-            rows.append(await bench_raw(world, watcher, "RAW-PAR", in_flight))
-            print("GridBot", flush=True)
-            rows.extend(await bench_gridbot(world, watcher, work, "GRIDBOT"))
+            bench = Bench(world, watcher, args.in_flight)
+            side = GridBotSide(bench, work, args.database_url)
+            await side.start()
+            await side.idle()
+            print(
+                f"{args.rounds} rounds of: {RAW_SEQ}, {RAW_PAR} ({args.in_flight}), {GRIDBOT}",
+                flush=True,
+            )
+
+            def progress(r: int, name: str, values: list[float]) -> None:
+                print(f"  round {r}: {name} {values[0]:.2f} s", flush=True)
+
+            stats = await interleave(
+                {
+                    RAW_SEQ: lambda: bench.raw(1),
+                    RAW_PAR: lambda: bench.raw(args.in_flight),
+                    GRIDBOT: side.broadcast,
+                },
+                args.rounds,
+                between=side.idle,
+                progress=progress,
+            )
         finally:
+            if side is not None:
+                await side.stop()
             if watcher is not None:
                 await watcher.stop()
             if world is not None:
                 for c in [world.watcher, world.issuer, world.raw, *world.chiefs]:
                     await c.close()
             await hs.stop()
+    print_table(bench.rounds, n)
+    grid, seq, par = stats[GRIDBOT], stats[RAW_SEQ], stats[RAW_PAR]
+    return [
+        Result(
+            NAME,
+            f"/broadcast to {n} rooms",
+            "s",
+            grid,
+            seq,
+            "raw, one at a time",
+            TARGET_RATIO,
+            note=f"{args.rounds} alternating rounds; raw with {args.in_flight} in flight: "
+            f"{par.median:.2f} s median ({grid.median / par.median:.2f}× GridBot/it)",
+        ),
+        Result(NAME, f"{n} ✅ acks recorded", "s", Stats.of(bench.acks)),
+    ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rooms", type=int, default=300, help="enterprise rooms (default 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument(
         "--in-flight", type=int, default=16, help="concurrent sends of the raw concurrent loop"
     )
@@ -547,21 +622,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show GridBot's INFO logs")
     parser.add_argument("--check", action="store_true", help=f"exit 1 above {TARGET_RATIO}×")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def scaled(scale: float) -> list[str]:
+    """Arguments for a run ``scale`` times the default size (bench/run.py --quick)."""
+    rounds = "3" if scale >= 0.5 else "2"
+    return ["--rooms", str(max(20, round(300 * scale))), "--rounds", rounds]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _DB_URL[0] = args.database_url
-    rows: list[Row] = []
-    try:
-        asyncio.run(run(args.rooms, args.in_flight, rows))
-    finally:
-        if rows:
-            print_table(rows)
-    base = next((r.seconds for r in rows if r.what.startswith("raw nio, one")), None)
-    grid = next((r.seconds for r in rows if r.what == "GridBot /broadcast"), None)
-    if args.check and base and grid and grid / base > TARGET_RATIO:
+    results = asyncio.run(measure(args))
+    print_summary(results)
+    if args.check and any(r.passed is False for r in results):
         print("GridBot above target")
         return 1
     return 0

@@ -1,12 +1,23 @@
-"""What every benchmark shares: the password of its throw-away accounts and a plain nio login."""
+"""What every benchmark shares: the password of its throw-away accounts, a plain nio login,
+bounded concurrency, a process's CPU time, and waiting for an in-process GridBot to be ready.
+
+The interleaving of GridBot with its baseline and the statistics are in bench/interleave.py.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
 from bot.sandbox.homeserver import Synapse
 
 PASSWORD = "bench-password"
+T = TypeVar("T")
 
 
 def client_config() -> AsyncClientConfig:
@@ -22,3 +33,38 @@ async def login(hs: Synapse, user_id: str, device: str = "bench") -> AsyncClient
         await client.close()
         raise RuntimeError(f"login {user_id}: {resp}")
     return client
+
+
+async def bounded(items: Iterable[T], fn: Callable[[T], Awaitable[Any]], limit: int) -> list[Any]:
+    """``fn`` over ``items`` with at most ``limit`` running at once; results in order."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> Any:
+        async with slots:
+            return await fn(item)
+
+    return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_ready(bot: Any, run_task: asyncio.Task[None], within: float = 180) -> None:
+    """Until an in-process GridBot has logged in and handled its first sync (``bot.ready``);
+    what it died of if it stopped first."""
+    ready = getattr(bot, "ready", None)
+    if not isinstance(ready, asyncio.Event):
+        await asyncio.sleep(2)  # no readiness signal: give it time for login and first sync
+        return
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({waiter, run_task}, timeout=within, return_when="FIRST_COMPLETED")
+    if run_task in done:
+        waiter.cancel()
+        run_task.result()  # raises what the bot died of
+        raise RuntimeError("GridBot stopped before it was ready")
+    if waiter not in done:
+        waiter.cancel()
+        raise TimeoutError(f"GridBot not ready within {within} s")

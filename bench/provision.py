@@ -15,10 +15,12 @@ bookkeeping). Two baselines run beside it at the same concurrency:
   m.space.child links, then one m.space.parent PUT per link. This shows what the links alone
   cost the homeserver.
 
-Runs alternate (raw, linked, GridBot, raw, linked, GridBot, …, raw; each GridBot round with its
-own bot account and database), so all see the same drift: the homeserver slows down as its
-database grows, and other load on the machine comes and goes. Besides wall time the table shows
-the CPU seconds Synapse and this process spent, which other load on the machine disturbs less.
+Runs alternate round by round, in reversed order every other round (raw, linked, GridBot,
+GridBot, linked, raw, …; bench/interleave.py; each GridBot round with its own bot account and
+database), so all see the same drift: the homeserver slows down as its database grows, and
+other load on the machine comes and goes. The target compares medians over the rounds. Besides
+wall time the table shows the CPU seconds Synapse and this process spent, which other load on
+the machine disturbs less.
 
 By default the roster's people have no accounts (found missing and listed, so no invites are
 sent); ``--accounts`` registers them all first, and both sides then invite them. GridBot's account
@@ -32,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -51,7 +52,8 @@ from nio import (  # noqa: E402
     RoomPutStateResponse,
 )
 
-from bench.common import PASSWORD, login  # noqa: E402
+from bench.common import PASSWORD, login, process_cpu  # noqa: E402
+from bench.interleave import Result, Stats, interleave, paired_ratios, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 if TYPE_CHECKING:
@@ -59,14 +61,18 @@ if TYPE_CHECKING:
     from bot.provision.plan import Plan
 
 T = TypeVar("T")
+NAME = "provision"
 TARGET_RATIO = 1.3
+RAW, LINKED, GRIDBOT = "raw nio loop", "raw loop, links both ways", "GridBot provision"
 DOMAINS = ("道路客运", "道路货运", "港口", "航运", "渡口", "交通工程")
 TYPES = ("道路客运企业及站场", "道路货运企业", "港口码头", "航运企业", "渡口", "在建交通工程")
 MEMBERS_PER_GRID = 10
 
 
 @dataclass
-class Result:
+class Run:
+    """One run of one contender."""
+
     name: str
     rooms: int
     seconds: float
@@ -76,12 +82,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.rooms / self.seconds if self.seconds else 0.0
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def synapse_pid(hs: Synapse) -> int:
@@ -204,7 +204,7 @@ async def seed(db_url: str, enterprises: int) -> list[str]:
 
 async def bench_gridbot(
     hs: Synapse, bot_id: str, db_url: str, concurrency: int
-) -> tuple[Result, MatrixOps]:
+) -> tuple[Run, MatrixOps]:
     from bot.client import build_client
     from bot.client import login as bot_login
     from bot.config import parse_config
@@ -228,7 +228,7 @@ async def bench_gridbot(
         summary, seconds, server, cpu = await timed(hs, provisioner.run())
         if summary.failed:
             raise RuntimeError(f"provisioning failed: {summary.failed[:5]}")
-        return Result("GridBot provision", len(summary.created), seconds, server, cpu), ops
+        return Run(GRIDBOT, len(summary.created), seconds, server, cpu), ops
     finally:
         await client.close()
         await db.close()
@@ -240,7 +240,7 @@ async def bench_raw(
     rooms: list[tuple[str, str, bool, list[str]]],
     concurrency: int,
     name: str,
-) -> Result:
+) -> Run:
     """Create the rooms (name, topic, space?, invites) with ``concurrency`` requests in flight."""
     client = await login(hs, user_id)
     queue: asyncio.Queue[tuple[str, str, bool, list[str]]] = asyncio.Queue()
@@ -258,14 +258,14 @@ async def bench_raw(
         _, seconds, server, cpu = await timed(
             hs, asyncio.gather(*(worker() for _ in range(concurrency)))
         )
-        return Result(name, len(rooms), seconds, server, cpu)
+        return Run(name, len(rooms), seconds, server, cpu)
     finally:
         await client.close()
 
 
 async def bench_raw_linked(
     hs: Synapse, user_id: str, plan: Plan, invites: bool, concurrency: int, name: str
-) -> Result:
+) -> Run:
     """The plan's rooms as a tree with a plain nio loop: one level at a time, deepest first, each
     space made with its m.space.child links, then one m.space.parent PUT per link."""
     client = await login(hs, user_id)
@@ -309,59 +309,37 @@ async def bench_raw_linked(
 
     try:
         _, seconds, server_cpu, cpu = await timed(hs, tree())
-        return Result(name, len(plan.rooms), seconds, server_cpu, cpu)
+        return Run(name, len(plan.rooms), seconds, server_cpu, cpu)
     finally:
         await client.close()
 
 
-def print_table(results: list[Result]) -> float | None:
+def print_table(runs: list[Run]) -> None:
     print()
     head = ("rooms", "seconds", "rooms/s", "Synapse CPU s", "client CPU s")
-    print(f"{'':26} {head[0]:>6} {head[1]:>8} {head[2]:>8} {head[3]:>14} {head[4]:>13}")
+    print(f"{'':34} {head[0]:>6} {head[1]:>8} {head[2]:>8} {head[3]:>14} {head[4]:>13}")
 
-    def row(name: str, rooms: int, seconds: float, server: float, client: float) -> None:
+    def row(name: str, rooms: float, seconds: float, server: float, client: float) -> None:
         print(
-            f"{name:26} {rooms:6d} {seconds:8.1f} {rooms / seconds:8.2f} "
+            f"{name:34} {rooms:6.0f} {seconds:8.1f} {rooms / seconds:8.2f} "
             f"{server:14.1f} {client:13.1f}"
         )
 
-    for r in results:
+    for r in runs:
         row(r.name, r.rooms, r.seconds, r.server_cpu, r.client_cpu)
-    groups = {
-        "GridBot, all rounds": [r for r in results if r.name.startswith("GridBot")],
-        "raw, all rounds": [r for r in results if r.name.startswith("raw nio loop")],
-        "linked, all rounds": [r for r in results if r.name.startswith("raw loop, links")],
-    }
-    sums = {}
-    for label, rs in groups.items():
-        if rs:
-            total = [
-                sum(getattr(r, a) for r in rs)
+    for name in (RAW, LINKED, GRIDBOT):
+        mine = [r for r in runs if r.name == name]
+        if mine:
+            medians = [
+                Stats.of(getattr(r, a) for r in mine).median
                 for a in ("rooms", "seconds", "server_cpu", "client_cpu")
             ]
-            row(label, int(total[0]), *total[1:])
-            sums[label] = total
-    g = sums.get("GridBot, all rounds")
-    if g is None or "raw, all rounds" not in sums:
-        return None
-
-    def ratios(base: list[float]) -> tuple[float, float]:
-        wall = (g[1] / g[0]) / (base[1] / base[0])
-        cpu = ((g[2] + g[3]) / g[0]) / ((base[2] + base[3]) / base[0])
-        return wall, cpu
-
-    ratio, cpu_ratio = ratios(sums["raw, all rounds"])
-    print(f"ratio, wall time per room: {ratio:.2f}   (GridBot / raw; target ≤ {TARGET_RATIO})")
-    print(
-        f"ratio, CPU per room (Synapse + client): {cpu_ratio:.2f}   (less sensitive to other load)"
-    )
-    if "linked, all rounds" in sums:
-        wall, cpu = ratios(sums["linked, all rounds"])
-        print(f"ratio against the raw loop with links both ways: wall {wall:.2f}, CPU {cpu:.2f}")
-    return ratio
+            row(f"{name}, median", *medians)
 
 
-async def run(args: argparse.Namespace, results: list[Result]) -> None:
+async def measure(args: argparse.Namespace) -> list[Result]:
+    """Run the benchmark as ``args`` say; print its table; return its summary rows."""
+    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="gridbot-bench-provision-") as tmp:
         work = Path(tmp)
         hs = Synapse(work / "synapse", relaxed_limits=True)
@@ -412,39 +390,84 @@ async def run(args: argparse.Namespace, results: list[Result]) -> None:
             ]
             print(f"{len(rooms)} rooms, {args.concurrency} in flight", flush=True)
 
-            # Alternate raw, linked, GridBot, raw, …: the homeserver slows down as its database
-            # grows (and other load on the machine comes and goes), so all see the same drift.
-            for n, (bot_id, db_url) in enumerate(bots, start=1):
-                raw = await bench_raw(hs, raw_id, rooms, args.concurrency, f"raw nio loop ({n})")
-                results.append(raw)
-                print(f"  {raw.name}: {raw.seconds:.1f} s", flush=True)
-                if not args.no_linked:
-                    linked = await bench_raw_linked(
-                        hs, raw_id, plan, args.accounts, args.concurrency, f"raw loop, links ({n})"
-                    )
-                    results.append(linked)
-                    print(f"  {linked.name}: {linked.seconds:.1f} s", flush=True)
-                grid, ops = await bench_gridbot(hs, bot_id, db_url, args.concurrency)
-                grid.name = f"GridBot provision ({n})"
-                results.append(grid)
-                print(
-                    f"  {grid.name}: {grid.seconds:.1f} s; requests {dict(ops.calls)}", flush=True
+            async def raw() -> float:
+                runs.append(await bench_raw(hs, raw_id, rooms, args.concurrency, RAW))
+                return runs[-1].seconds
+
+            async def linked() -> float:
+                run = await bench_raw_linked(
+                    hs, raw_id, plan, args.accounts, args.concurrency, LINKED
                 )
-            raw = await bench_raw(
-                hs, raw_id, rooms, args.concurrency, f"raw nio loop ({len(bots) + 1})"
-            )
-            results.append(raw)
-            print(f"  {raw.name}: {raw.seconds:.1f} s", flush=True)
+                runs.append(run)
+                return run.seconds
+
+            unused = iter(bots)
+
+            async def gridbot() -> float:
+                run, ops = await bench_gridbot(hs, *next(unused), args.concurrency)
+                runs.append(run)
+                print(f"    GridBot's requests: {dict(ops.calls)}", flush=True)
+                return run.seconds
+
+            def progress(r: int, name: str, values: list[float]) -> None:
+                print(f"  round {r}: {name} {values[0]:.1f} s", flush=True)
+
+            # The homeserver slows down as its database grows (and other load on the machine
+            # comes and goes): alternating rounds, in reversed order every other round, give
+            # every contender the same drift.
+            contenders = {RAW: raw, GRIDBOT: gridbot}
+            if not args.no_linked:
+                contenders = {RAW: raw, LINKED: linked, GRIDBOT: gridbot}
+            stats = await interleave(contenders, args.rounds, progress=progress)
         finally:
             await hs.stop()
+    print_table(runs)
+
+    def cpu(name: str) -> Stats:
+        return Stats.of(r.server_cpu + r.client_cpu for r in runs if r.name == name)
+
+    paired = paired_ratios(stats[GRIDBOT], stats[RAW])
+    results = [
+        Result(
+            NAME,
+            f"provision {len(rooms)} rooms (wall)",
+            "s",
+            stats[GRIDBOT],
+            stats[RAW],
+            "create-only loop",
+            TARGET_RATIO,
+            note=f"{args.rounds} alternating rounds; GridBot / raw round by round: "
+            + ", ".join(f"{x:.2f}" for x in paired),
+        ),
+        Result(
+            NAME,
+            f"provision {len(rooms)} rooms (CPU, Synapse + client)",
+            "s",
+            cpu(GRIDBOT),
+            cpu(RAW),
+            "create-only loop",
+        ),
+    ]
+    if LINKED in stats:
+        results.append(
+            Result(
+                NAME,
+                f"provision {len(rooms)} rooms (wall)",
+                "s",
+                stats[GRIDBOT],
+                stats[LINKED],
+                "loop linking both ways",
+            )
+        )
+    return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--enterprises", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
-        "--rounds", type=int, default=2, help="GridBot runs, each between two raw runs"
+        "--rounds", type=int, default=2, help="alternating rounds (each GridBot's own account)"
     )
     parser.add_argument(
         "--accounts", action="store_true", help="register every roster person (invites sent)"
@@ -456,16 +479,27 @@ def main(argv: list[str] | None = None) -> int:
         "--no-linked", action="store_true", help="skip the raw loop with links both ways"
     )
     parser.add_argument("--check", action="store_true", help=f"exit 1 if ratio > {TARGET_RATIO}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def scaled(scale: float) -> list[str]:
+    """Arguments for a run ``scale`` times the default size (bench/run.py --quick)."""
+    quick = [] if scale >= 0.5 else ["--no-linked"]  # the create-only loop is the target's
+    return ["--enterprises", str(max(20, round(300 * scale))), "--rounds", "2", *quick]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("nio").setLevel(logging.ERROR)
     logging.getLogger("bot.provision.apply").setLevel(logging.INFO)  # time per phase
-    results: list[Result] = []
-    try:
-        asyncio.run(run(args, results))
-    finally:
-        ratio = print_table(results) if results else None
-    if args.check and ratio is not None and ratio > TARGET_RATIO:
+    results = asyncio.run(measure(args))
+    print_summary(results)
+    if args.check and any(r.passed is False for r in results):
         print("ratio above target")
         return 1
     return 0

@@ -5,9 +5,9 @@
 A user sends "/whoami", waits (through its own sync) for the bot's reply, then sends the next
 one; the wall time of each round trip is recorded. Both bots run at once in this process against
 the same homeserver, with every account exempt from rate limits, and are measured in
-alternating batches (--batch), so load from elsewhere on a shared machine hits both alike.
-The target is GridBot's p50 at most 1.2 times the bare bot's (--check turns a miss into exit
-code 1).
+alternating batches of --batch round trips (bench/interleave.py: bare, GridBot, GridBot, bare,
+…), so load from elsewhere on a shared machine hits both alike. The target is GridBot's median
+at most 1.2 times the bare bot's (--check turns a miss into exit code 1).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import statistics
+import math
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 # Run as a script from anywhere: make the repository importable.
 REPO = Path(__file__).resolve().parent.parent
@@ -42,9 +40,11 @@ from nio import (  # noqa: E402
     SyncResponse,
 )
 
-from bench.common import PASSWORD, login  # noqa: E402
+from bench.common import PASSWORD, login, wait_ready  # noqa: E402
+from bench.interleave import Measure, Result, Stats, interleave, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
+NAME = "roundtrip"
 TARGET_P50_RATIO = 1.2
 # Same filter for the measuring user whatever the bot, so its sync costs the same in both runs.
 USER_FILTER = {
@@ -52,29 +52,6 @@ USER_FILTER = {
     "presence": {"not_types": ["*"]},
     "account_data": {"not_types": ["*"]},
 }
-
-
-@dataclass
-class Stats:
-    name: str
-    samples: list[float]  # seconds
-
-    def pct(self, q: int) -> float:
-        if len(self.samples) < 2:
-            return self.samples[0]
-        return statistics.quantiles(self.samples, n=100, method="inclusive")[q - 1]
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def p95(self) -> float:
-        return self.pct(95)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.samples)
 
 
 async def create_room(client: AsyncClient, invite: list[str]) -> str:
@@ -197,7 +174,7 @@ async def gridbot(
     bot = GridBot(config)
     run_task = asyncio.create_task(bot.run())
     try:
-        await _wait_ready(bot, run_task)
+        await wait_ready(bot, run_task, 30)
         room_id = await create_room(user.client, [bot_id])
         # GridBot joins on invite by itself (and may greet); wait for both to be done.
         await wait_joined(user.client, room_id, bot_id, 20)
@@ -210,63 +187,45 @@ async def gridbot(
             print("GridBot did not stop within 15 s; cancelled")
 
 
-async def measure_interleaved(
-    user: User, bots: dict[str, tuple[str, str]], n: int, warmup: int, batch: int
-) -> list[Stats]:
-    """``n`` round trips per bot, in alternating batches of ``batch``: whatever else the shared
-    machine does meanwhile slows both bots alike, so the ratio holds where raw times do not."""
-    for room_id, bot_id in bots.values():
-        for _ in range(warmup):
-            await user.round_trip(room_id, bot_id)
-    samples: dict[str, list[float]] = {name: [] for name in bots}
-    while any(len(s) < n for s in samples.values()):
-        for name, (room_id, bot_id) in bots.items():
-            for _ in range(min(batch, n - len(samples[name]))):
-                samples[name].append(await user.round_trip(room_id, bot_id))
-        done = min(len(s) for s in samples.values())
-        if done % 50 < batch:
-            print(f"  {done}/{n} round trips each", flush=True)
-    return [Stats(name, s) for name, s in samples.items()]
+def batches(user: User, room_id: str, bot_id: str, n: int, batch: int) -> Measure:
+    """One call: the next batch of round trips to one bot (ms each), ``n`` in all."""
+    done = 0
 
+    async def run() -> list[float]:
+        nonlocal done
+        k = min(batch, n - done)
+        done += k
+        return [await user.round_trip(room_id, bot_id) * 1e3 for _ in range(k)]
 
-async def _wait_ready(bot: Any, run_task: asyncio.Task[None], within: float = 30) -> None:
-    ready = getattr(bot, "ready", None)
-    if not isinstance(ready, asyncio.Event):
-        await asyncio.sleep(2)  # no readiness signal: give it time for login and first sync
-        return
-    waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({waiter, run_task}, timeout=within, return_when="FIRST_COMPLETED")
-    if run_task in done:
-        waiter.cancel()
-        run_task.result()  # raises what the bot died of
-        raise RuntimeError("GridBot stopped before it was ready")
-    if waiter not in done:
-        waiter.cancel()
-        raise TimeoutError(f"GridBot not ready within {within} s")
+    return run
 
 
 # --- main -----------------------------------------------------------------------------------------
 
 
-def print_table(results: list[Stats]) -> None:
+def print_table(stats: dict[str, Stats]) -> None:
     print()
     print(
-        f"{'':12} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'min ms':>8} {'max ms':>8}"
+        f"{'':12} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p95 ms':>8} {'mean ms':>8} "
+        f"{'min ms':>8} {'max ms':>8}"
     )
-    for s in results:
+    for name, s in stats.items():
         print(
-            f"{s.name:12} {len(s.samples):5d} {s.p50 * 1e3:8.1f} {s.p95 * 1e3:8.1f} "
-            f"{s.mean * 1e3:8.1f} {min(s.samples) * 1e3:8.1f} {max(s.samples) * 1e3:8.1f}"
+            f"{name:12} {s.n:5d} {s.median:8.1f} {s.p90:8.1f} {s.pct(95):8.1f} {s.mean:8.1f} "
+            f"{s.min:8.1f} {s.max:8.1f}"
         )
-    if len(results) == 2:
-        bare, grid = results
+    if len(stats) == 2:
+        bare, grid = stats.values()
         print(
-            f"{'ratio':12} {'':5} {grid.p50 / bare.p50:8.2f} {grid.p95 / bare.p95:8.2f} "
-            f"{grid.mean / bare.mean:8.2f}   (GridBot / bare; target p50 ≤ {TARGET_P50_RATIO})"
+            f"{'ratio':12} {'':5} {grid.median / bare.median:8.2f} {grid.p90 / bare.p90:8.2f} "
+            f"{grid.pct(95) / bare.pct(95):8.2f} {grid.mean / bare.mean:8.2f}   "
+            f"(GridBot / bare; target p50 ≤ {TARGET_P50_RATIO})"
         )
 
 
-async def run(n: int, warmup: int, batch: int, only: str | None, results: list[Stats]) -> None:
+async def measure(args: argparse.Namespace) -> list[Result]:
+    """Run the benchmark as ``args`` say; print its table; return its summary rows."""
+    n, batch = args.n, max(1, args.batch)
     with tempfile.TemporaryDirectory(prefix="gridbot-bench-") as tmp:
         work = Path(tmp)
         hs = Synapse(work / "synapse", relaxed_limits=True)
@@ -284,28 +243,59 @@ async def run(n: int, warmup: int, batch: int, only: str | None, results: list[S
             await user.sync(0)
             async with contextlib.AsyncExitStack() as bots_up:
                 bots: dict[str, tuple[str, str]] = {}
-                if only in (None, "bare"):
+                if args.only in (None, "bare"):
                     room = await bots_up.enter_async_context(bare_bot(hs, user, ids["echo"]))
                     bots["bare echo"] = (room, ids["echo"])
-                if only in (None, "gridbot"):
+                if args.only in (None, "gridbot"):
                     room = await bots_up.enter_async_context(
                         gridbot(hs, user, ids["gridbot"], admin_id, work)
                     )
                     bots["GridBot"] = (room, ids["gridbot"])
                 await user.drain(1.0)  # welcome messages and the like
+                for room_id, bot_id in bots.values():
+                    for _ in range(args.warmup):
+                        await user.round_trip(room_id, bot_id)
+                rounds = math.ceil(n / batch)
                 print(
-                    f"{' and '.join(bots)}: {warmup} warm-up + {n} round trips each, "
-                    f"alternating batches of {batch}",
+                    f"{' and '.join(bots)}: {args.warmup} warm-up + {n} round trips each, "
+                    f"{rounds} alternating batches of {batch}",
                     flush=True,
                 )
-                results.extend(await measure_interleaved(user, bots, n, warmup, batch))
+
+                def progress(r: int, name: str, values: list[float]) -> None:
+                    if r % 5 == 0 or r == rounds:
+                        print(
+                            f"  round {r}/{rounds} {name}: median {Stats.of(values).median:.1f} ms",
+                            flush=True,
+                        )
+
+                stats = await interleave(
+                    {name: batches(user, *bot, n, batch) for name, bot in bots.items()},
+                    rounds,
+                    progress=progress,
+                )
         finally:
             if user is not None:
                 await user.client.close()
             await hs.stop()
+    print_table(stats)
+    if "GridBot" not in stats:
+        return []
+    return [
+        Result(
+            NAME,
+            "/whoami round trip",
+            "ms",
+            stats["GridBot"],
+            stats.get("bare echo"),
+            "bare nio echo",
+            TARGET_P50_RATIO if "bare echo" in stats else None,
+            note=f"{rounds} alternating batches of {batch} per bot, {args.warmup} warm-up each",
+        )
+    ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="measured round trips per bot")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured round trips first")
@@ -315,20 +305,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help=f"exit 1 if p50 ratio > {TARGET_P50_RATIO}"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def scaled(scale: float) -> list[str]:
+    """Arguments for a run ``scale`` times the default size (bench/run.py --quick)."""
+    n = max(20, round(200 * scale))
+    batch = max(5, round(20 * scale))
+    return ["--n", str(n), "--batch", str(batch), "--warmup", str(max(3, round(10 * scale)))]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     if args.n < 1:
-        parser.error("--n must be at least 1")
+        build_parser().error("--n must be at least 1")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    results: list[Stats] = []
-    try:
-        asyncio.run(run(args.n, args.warmup, max(1, args.batch), args.only, results))
-    finally:
-        if results:
-            print_table(results)
-    if args.check and len(results) == 2 and results[1].p50 / results[0].p50 > TARGET_P50_RATIO:
+    results = asyncio.run(measure(args))
+    print_summary(results)
+    if args.check and any(r.passed is False for r in results):
         print("p50 ratio above target")
         return 1
     return 0

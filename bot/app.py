@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.context import Services
 from bot.conversation import Conversation, ConversationHook
 from bot.dispatcher import Dispatcher, EventHook
+from bot.failures import SendFailures
 from bot.provision.worker import ProvisionWorker
 from bot.scheduler import Scheduler
 from bot.sender import Sender
@@ -31,6 +32,14 @@ from storage.models import InboxEvent
 from storage.outbox import QUEUED_ROOMS
 
 log = logging.getLogger(__name__)
+
+STARTUP_DB_WAIT = 60.0  # seconds
+
+
+class Fatal(Exception):
+    """The bot cannot go on; the message says why in one line (``gridbot run`` prints it and
+    exits non-zero, and a supervisor restarts it: nothing is lost, see docs/deploy.md)."""
+
 
 # Each module declares its commands, conversations, scheduled jobs and planners; the app
 # collects them (no module-level registries). A module may import another's declarations, so
@@ -81,11 +90,17 @@ class GridBot:
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
         self.scheduler: Scheduler | None = None
+        self._fatal: str | None = None  # why a worker that must not end ended
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
+        # A database that is not up yet (the machine is booting) is waited for, a while.
+        if not await self.db.wait_available(self._stopping, limit=STARTUP_DB_WAIT):
+            if self._stopping.is_set():
+                return
+            raise Fatal(f"the database did not answer for {STARTUP_DB_WAIT:.0f} s")
         await self.db.upgrade()
         client = self.client = build_client(self.config)
         try:
@@ -94,7 +109,8 @@ class GridBot:
             async with self.db.transaction() as session:
                 stored = await sessions.load(session, self.config.user_id)
             token = stored.sync_token if stored else None
-            sender = self.sender = Sender(client, self.db)
+            failures = SendFailures(self.db, self.services)
+            sender = self.sender = Sender(client, self.db, on_failed=failures)
             self.dispatcher = Dispatcher(
                 self.services,
                 self.db,
@@ -116,6 +132,7 @@ class GridBot:
                 token=token,
                 on_invite=invites,
                 on_stored=self._after_store,
+                on_recovered=sender.resume,
             )
             sender_task = asyncio.create_task(sender.run(), name="sender")
             # Re-provisions rooms when a handler asks (e.g. a confirmed staff change).
@@ -123,23 +140,38 @@ class GridBot:
                 ProvisionWorker(client, self.db, self.services).run(self._stopping),
                 name="provision",
             )
+            for task in (sender_task, provision_task):
+                task.add_done_callback(self._on_worker_done)
             try:
                 await scheduler.start()
                 await syncer.run(self._stopping)
             finally:
                 await scheduler.stop()
                 await sender.stop()
+                await failures.settle()  # queued for the next start
                 sender_task.cancel()
                 provision_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sender_task
-                with contextlib.suppress(asyncio.CancelledError):
-                    await provision_task
+                for task in (sender_task, provision_task):
+                    # An error that ended one was logged by _on_worker_done.
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if self._fatal is not None:
+                raise Fatal(self._fatal)
         finally:
             await client.close()
             if self._own_db:
                 await self.db.close()
             log.info("GridBot stopped")
+
+    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
+        """The sender and the provisioner run until the bot stops; one that ended of an error
+        would leave the bot deaf or mute, so the bot stops (non-zero) and is restarted."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        log.critical("%s stopped: %r", task.get_name(), exc, exc_info=exc)
+        if not self._stopping.is_set():
+            self._fatal = f"{task.get_name()} stopped: {exc!r}"
+            self._stopping.set()
 
     def _wake_sender(self, info: dict[str, Any]) -> None:
         rooms = info.get(QUEUED_ROOMS)
@@ -158,6 +190,7 @@ class GridBot:
             await self.dispatcher.handle_new(added)
         if not self.ready.is_set() and self.client and self.client.next_batch:
             self.ready.set()
+            log.info("GridBot ready: synced and handled what was pending")
 
     def _room_kind_hint(self, room_id: str) -> str | None:
         room = self.client.rooms.get(room_id) if self.client else None

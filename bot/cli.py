@@ -1,4 +1,4 @@
-"""The ``gridbot`` command: run, db upgrade, roster import/check, sandbox."""
+"""The ``gridbot`` command: run, db upgrade, roster import/check, provision, report, sandbox."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bot import logs
 from bot.config import ConfigError, load_config
 
 DEFAULT_CONFIG = "bot.yaml"
@@ -16,14 +17,8 @@ DEFAULT_DATABASE = "sqlite+aiosqlite:///gridbot.db"
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # nio logs every 429 and timeout at WARNING; our own retry code reports those.
-    logging.getLogger("nio").setLevel(logging.ERROR)
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Times in the machine's zone until a command reads the configured one (use_timezone).
+    logs.setup(verbose)
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -54,12 +49,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.client import LoginFailed
 
     config = load_config(args.config)
+    logs.use_timezone(config.tz)
     try:
         asyncio.run(run_bot(config))
     except LoginFailed as exc:
         print(f"gridbot: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # Whatever stopped it, one line (the traceback with -v): nothing is lost, a supervisor
+        # restarting it (docs/deploy.md) carries on from the database.
+        logging.getLogger("bot").debug("the bot stopped", exc_info=exc)
+        print(f"gridbot: stopped: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    from bot.app import Fatal
+    from storage.db import describe, is_unavailable
+
+    if isinstance(exc, Fatal):
+        return str(exc)
+    if is_unavailable(exc):
+        return f"the database is unavailable ({describe(exc)})"
+    said = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {said}" if said else type(exc).__name__
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -74,9 +88,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_roster_import(args: argparse.Namespace) -> int:
-    # Imports, then provisions the rooms when a bot config is at hand and the rooms' plan changed.
-    from bot.provision.cli import import_then_provision
+    # Changes only the database it is given. Imports, then provisions the rooms when that is
+    # the database of the bot config at hand and the rooms' plan changed; a dry run touches
+    # nothing at all (no migration, no write, no homeserver).
+    from bot.provision.cli import bot_config, import_then_provision
+    from bot.roster.commands import cmd_dry_run
 
+    if args.dry_run:
+        config = bot_config(args)
+        return asyncio.run(
+            cmd_dry_run(
+                _database_url(args),
+                Path(args.file),
+                file_wins=args.file_wins,
+                limits=config.limits if config else None,
+            )
+        )
     return asyncio.run(_with_db(args, import_then_provision, args))
 
 
@@ -85,6 +112,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from bot.provision.cli import cmd_provision as provision
 
     config = load_config(args.config)
+    logs.use_timezone(config.tz)
     try:
         return asyncio.run(_with_db(args, provision, config, args))
     except LoginFailed as exc:
@@ -96,6 +124,21 @@ def cmd_roster_check(args: argparse.Namespace) -> int:
     from bot.roster.commands import cmd_check
 
     return asyncio.run(_with_db(args, cmd_check))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from handlers.reports.cli import run
+
+    config_path = Path(args.config)
+    if config_path.exists() or args.config != DEFAULT_CONFIG:
+        config = load_config(config_path)
+    else:  # a database URL alone is enough to read it: defaults for the rest
+        from bot.config import parse_config
+
+        config = parse_config(
+            {"homeserver": "http://localhost", "user_id": "@gridbot:localhost", "password": "-"}
+        )
+    return asyncio.run(_with_db(args, run, config, args))
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -155,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_provision_arguments(prov)
     prov.set_defaults(func=cmd_provision)
+
+    rep = sub.add_parser(
+        "report", help="a month's, quarter's or year's grid work report, written as files"
+    )
+    with_config(rep, database=True)
+    from handlers.reports.cli import add_arguments as add_report_arguments
+
+    add_report_arguments(rep)
+    rep.set_defaults(func=cmd_report)
 
     sandbox = sub.add_parser("sandbox", help="local homeserver + demo county + bot")
     from bot.sandbox.demo import add_arguments

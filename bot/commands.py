@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bot.words import clean
+
 if TYPE_CHECKING:
     from bot.context import CommandContext
 
@@ -207,10 +209,10 @@ class Router:
         text = strip_reply_fallback(body).lstrip()
         if not text.startswith(_PREFIXES):
             return None
-        head, _, rest = text[1:].partition(" ")
-        head, nl, after_nl = head.partition("\n")
-        if nl:
-            rest = after_nl + (" " + rest if rest else "")
-        if not head:
+        # The name ends at any space, the full-width one of Chinese input methods included.
+        head = text[1:].split(maxsplit=1)[0] if text[1:].strip() else ""
+        rest = text[1 + len(head) :].lstrip()
+        head = clean(head)  # "／ｈｅｌｐ", "/走访\u200b" are commands too
+        if not head or text[1:2].isspace():
             return None
         return Invocation(self._by_name.get(head.lower()), head, rest)

@@ -102,11 +102,106 @@ class EscalationTiming(_Strict):
     hazard_overdue_escalate_hours: int = Field(24, ge=1)
 
 
+_MONTH_DAY = r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+
+
+class ReportTiming(_Strict):
+    """When reports go out by themselves, and when training obligations are listed."""
+
+    # Local hour of every scheduled report and training list.
+    hour: int = Field(9, ge=0, le=23)
+    # The month's report in each level-1 room on the first working day of the next month.
+    monthly: bool = True
+    # The quarter's report in each level-2 room on the first working day after the quarter.
+    quarterly: bool = True
+    # A draft annual work report in each level-1 room on this day (MM-DD): of that year when
+    # the day is in July-December, else of the year before. "" turns it off.
+    annual_draft: str = Field("12-20", pattern=r"^$|" + _MONTH_DAY)
+    # Level-2 chiefs and members not trained this year are listed to the level-1 office
+    # ``training_notice_days`` days before this day (MM-DD). "" turns it off.
+    training_by: str = Field("11-30", pattern=r"^$|" + _MONTH_DAY)
+    training_notice_days: int = Field(30, ge=0, le=180)
+    # Weekday (1 = Monday) on which people who took up a level-2 role without any training
+    # on record are listed to the level-1 office (new ones and a reminder of earlier ones).
+    newcomer_weekday: int = Field(1, ge=1, le=7)
+
+
 class Timing(_Strict):
     notices: NoticeTiming = Field(default_factory=NoticeTiming)
     visits: VisitTiming = Field(default_factory=VisitTiming)
+    reports: ReportTiming = Field(default_factory=ReportTiming)
     escalation: EscalationTiming = Field(default_factory=EscalationTiming)
     conversation_idle_minutes: int = Field(30, ge=1)
+
+
+class VisitSettings(_Strict):
+    """How a visit's shared location is judged (storage.visits.siting)."""
+
+    # A visit whose shared location lies within this many metres of the enterprise's
+    # coordinates is 现场 (on site); farther is 异地 (away). Default storage.visits.ONSITE_RADIUS_M.
+    onsite_radius_m: int = Field(500, ge=10, le=100_000)
+
+
+# The parts of a score card (年度考核): each a rate from 0 to 1 of the person's year.
+MEMBER_PARTS = ("visits", "notices", "hazards", "requests", "training")
+CHIEF_PARTS = ("meetings", "visits", "notices", "hazards", "requests", "training")
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "member": {"visits": 40, "notices": 20, "hazards": 20, "requests": 10, "training": 10},
+    "chief": {
+        "meetings": 30, "visits": 20, "notices": 15, "hazards": 15, "requests": 10, "training": 10
+    },
+    "county": {
+        "meetings": 15, "visits": 30, "notices": 20, "hazards": 20, "requests": 10, "training": 5
+    },
+}  # fmt: skip
+
+
+def _check_weights(v: dict[str, float], parts: tuple[str, ...]) -> dict[str, float]:
+    for key, w in v.items():
+        if key not in parts:
+            raise ValueError(f"unknown part {key!r} (use {'/'.join(parts)})")
+        if w < 0:
+            raise ValueError(f"weight of {key} is negative")
+    if not any(v.values()):
+        raise ValueError("at least one weight must be above 0")
+    return v
+
+
+class Assessment(_Strict):
+    """Weights of the annual assessment (年度考核). A part with nothing due for a person is
+    left out and the other weights count in proportion."""
+
+    # level-2 members (二级网格员), level-2 chiefs (二级网格长), counties side by side
+    member: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS["member"]))
+    chief: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS["chief"]))
+    county: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS["county"]))
+    # How many members with the best scores are named candidates for 优秀网格员, and the
+    # score a candidate needs at least.
+    excellent: int = Field(3, ge=0)
+    excellent_min_score: float = Field(90, ge=0, le=100)
+
+    @field_validator("member")
+    @classmethod
+    def _member(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_weights(v, MEMBER_PARTS)
+
+    @field_validator("chief", "county")
+    @classmethod
+    def _chief(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_weights(v, CHIEF_PARTS)
+
+
+class Limits(_Strict):
+    """What a person may send, and what a roster file may hold. A post repeats their text in
+    plain and HTML form inside one Matrix event (at most 65,536 bytes of JSON), so one text is
+    held well below half of that."""
+
+    text_bytes: int = Field(24_000, ge=1_000, le=30_000)
+    # Roster files (gridbot roster import), checked before a file is parsed: its size on disk,
+    # the unpacked size of an .xlsx (the sum of its zip members' sizes) and the rows it may use.
+    roster_file_bytes: int = Field(20_000_000, ge=10_000, le=2_000_000_000)
+    roster_unpacked_bytes: int = Field(50_000_000, ge=100_000, le=4_000_000_000)
+    roster_rows: int = Field(30_000, ge=10, le=1_000_000)
 
 
 class SyncSettings(_Strict):
@@ -127,7 +222,10 @@ class Config(_Strict):
     admins: list[str] = Field(default_factory=list)
     roster: str | None = None
     timing: Timing = Field(default_factory=Timing)
+    visits: VisitSettings = Field(default_factory=VisitSettings)
+    assessment: Assessment = Field(default_factory=Assessment)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    limits: Limits = Field(default_factory=Limits)
 
     @field_validator("homeserver")
     @classmethod

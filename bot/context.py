@@ -43,6 +43,10 @@ class CommandContext(Speaks):
     invoked_as: str = ""
     args: dict[str, Any] = field(default_factory=dict)
     sent: list[OutboxMessage] = field(default_factory=list)
+    # The event answers go to when it is not the triggering one (a tap answers its question).
+    reply_target: str | None = None
+    # A conversation asked a new question in this event (bot.conversation seeds its taps).
+    asked: bool = False
 
     @property
     def room_id(self) -> str:
@@ -54,6 +58,11 @@ class CommandContext(Speaks):
 
     def render(self, template: str, /, **values: Any) -> Rendered:
         return self.services.messages.render(self.locale, template, **values)
+
+    def __post_init__(self) -> None:
+        # The sender's own message rings nobody's phone for them (bot.outgoing.rung): they
+        # know, and are answered by a notice.
+        outgoing.rung(self.session).add(self.sender)
 
     def post(self, message: Outgoing) -> OutboxMessage:
         """Queue any message (see bot.outgoing) in this transaction."""
@@ -75,6 +84,6 @@ class CommandContext(Speaks):
                 template,
                 values,
                 mentions=[self.sender],
-                reply_to=self.event.event_id,
+                reply_to=self.reply_target or self.event.event_id,
             )
         )

@@ -28,9 +28,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
+from bot import taps
 from bot.context import CommandContext
-from bot.outgoing import Outgoing, queue
+from bot.geo import GeoPoint, parse_geo_uri
+from bot.outgoing import Outgoing, queue, queue_reaction
+from bot.relations import is_edit, relation
+from bot.words import typed_text
 from messages import Messages
+from storage import outbox
 from storage.models import ConversationState
 
 # msgtypes that carry a file in a conversation (photos, minutes, scans).
@@ -45,6 +50,8 @@ class Incoming:
     msgtype: str
     text: str
     media: dict[str, Any] | None = None
+    # A shared location (m.location); its text is empty.
+    location: GeoPoint | None = None
 
     @property
     def is_media(self) -> bool:
@@ -68,9 +75,12 @@ class Expect(StrEnum):
     PHOTO = "photo"  # images, any number, until a DONE or SKIP word
     FILE = "file"  # one file, or a SKIP word
     CONFIRM = "confirm"  # a CONFIRM or CANCEL word
+    LOCATION = "location"  # a shared location (m.location), or a SKIP word
 
-    def __call__(self, *names: str, counted: bool = True) -> tuple[Ask, ...]:
-        return tuple(Ask(name, self, counted) for name in names)
+    def __call__(
+        self, *names: str, counted: bool = True, options: str | int | None = None
+    ) -> tuple[Ask, ...]:
+        return tuple(Ask(name, self, counted, options) for name in names)
 
 
 CHOICE, TEXT, DATE, TIME, NUMBER = (
@@ -82,6 +92,13 @@ CHOICE, TEXT, DATE, TIME, NUMBER = (
 )
 PHOTO, FILE, CONFIRM = Expect.PHOTO, Expect.FILE, Expect.CONFIRM
 
+_FIXED_TAPS = {
+    Expect.CONFIRM: taps.CONFIRM_TAPS,
+    Expect.PHOTO: taps.DONE_TAPS,
+    Expect.FILE: taps.SKIP_TAPS,
+    Expect.LOCATION: taps.SKIP_TAPS,
+}
+
 
 @dataclass(frozen=True)
 class Ask:
@@ -91,6 +108,18 @@ class Ask:
     name: str
     expects: Expect
     counted: bool = True
+    # For a CHOICE: the options it lists, to be tapped as 1️⃣…🔟 (at most ten) — the key of
+    # the conversation data holding them, or their number when fixed (e.g. two grades).
+    options: str | int | None = None
+
+    def taps(self, data: dict[str, Any]) -> dict[str, str]:
+        """The reactions to seed under this step's question, each with the answer it stands
+        for (bot.taps); none for a question answered in words."""
+        if self.expects is Expect.CHOICE:
+            if isinstance(self.options, int):
+                return taps.numbered(range(self.options))
+            return taps.numbered(data.get(self.options) if self.options else None)
+        return dict(_FIXED_TAPS.get(self.expects, {}))
 
 
 def _each(group: Ask | Iterable[Ask]) -> Iterable[Ask]:
@@ -238,6 +267,8 @@ async def start(
     )
     row.started_at = row.updated_at = now
     row.expires_at = now + _idle(ctx)
+    row.question_txn = row.answer_event_id = row.before = None
+    ctx.asked = True
 
 
 async def cancel(session: AsyncSession, room_id: str, sender: str) -> ConversationState | None:
@@ -248,26 +279,36 @@ async def cancel(session: AsyncSession, room_id: str, sender: str) -> Conversati
 
 
 def incoming_from(ctx: CommandContext) -> Incoming | None:
-    content = ctx.event.source.get("content") or {}
+    return incoming(ctx.event.event_id, ctx.event.source.get("content") or {})
+
+
+def incoming(event_id: str, content: dict[str, Any]) -> Incoming | None:
+    """A message's content as a step reads it; None for what never answers a step."""
     msgtype = content.get("msgtype")
     body = content.get("body")
     if not isinstance(msgtype, str) or not isinstance(body, str):
         return None
     if msgtype in MEDIA_TYPES:
+        info = content.get("info")
         media = {
             "url": content.get("url"),
             "msgtype": msgtype,
             "name": body,
-            "info": content.get("info") or {},
+            # Steps read info as a dict (meeting minutes, notice attachments): nothing else.
+            "info": info if isinstance(info, dict) else {},
         }
-        return Incoming(ctx.event.event_id, msgtype, "", media if content.get("url") else None)
+        return Incoming(event_id, msgtype, "", media if content.get("url") else None)
+    if msgtype == "m.location":
+        # An unreadable geo: URI still answers, with nothing in it: the step asks again.
+        return Incoming(event_id, msgtype, "", location=parse_geo_uri(content.get("geo_uri")))
     if msgtype != "m.text":
         return None  # notices come from bots; they never answer a step
-    return Incoming(ctx.event.event_id, msgtype, body.strip())
+    return Incoming(event_id, msgtype, typed_text(body).strip())
 
 
 class ConversationHook:
-    """Dispatcher hook: route messages of a sender with an open conversation to its step."""
+    """Dispatcher hook: route what a sender with an open conversation sends to its step: a
+    message, a tap on the current question's reactions, or an edit of the last answer."""
 
     def __init__(self, conversations: list[Conversation]) -> None:
         for c in conversations:
@@ -276,43 +317,128 @@ class ConversationHook:
         self.by_name = {c.name: c for c in conversations}
 
     async def __call__(self, ctx: CommandContext) -> bool:
+        if ctx.event.type == "m.reaction":
+            return await self._tap(ctx)
         if ctx.event.type != "m.room.message":
             return False
-        row = await current(ctx.session, ctx.room_id, ctx.sender)
+        content = ctx.event.source.get("content") or {}
+        if is_edit(content):
+            return await self._edit(ctx, relation(content), content)
+        row = await self._open(ctx)
         if row is None:
-            return False
-        now = datetime.now(UTC)
-        if row.expires_at <= now:
-            # Idle too long and not yet swept: close it and let the message be handled afresh.
-            await ctx.session.delete(row)
-            ctx.reply("conversation_timeout", name=row.name)
             return False
         msg = incoming_from(ctx)
         if msg is None:
             return False
         if not msg.is_media and ctx.services.router.parse(msg.text) is not None:
             return False  # a command: /cancel ends the conversation, others run beside it
+        return await self._answer(ctx, row, msg)
+
+    async def _open(self, ctx: CommandContext) -> ConversationState | None:
+        """The sender's conversation here, closed first if it sat idle too long."""
+        row = await current(ctx.session, ctx.room_id, ctx.sender)
+        if row is not None and row.expires_at <= datetime.now(UTC):
+            # Idle too long and not yet swept: close it and let the message be handled afresh.
+            await ctx.session.delete(row)
+            ctx.reply("conversation_timeout", name=row.name)
+            return None
+        return row
+
+    async def _answer(self, ctx: CommandContext, row: ConversationState, msg: Incoming) -> bool:
+        """Run the current step on ``msg``; keep what it was before, so an edit can redo it."""
         conversation = self.by_name.get(row.name)
         step_fn = conversation.handlers.get(row.state) if conversation else None
         if conversation is None or step_fn is None:
             await ctx.session.delete(row)  # its definition is gone (an upgrade): drop it
             return False
+        before = {"state": row.state, "data": dict(row.data or {})}
         step = Step(
-            ctx=ctx,
-            row=row,
-            data=dict(row.data or {}),
-            state=row.state,
-            conversation=conversation,
+            ctx=ctx, row=row, data=dict(row.data or {}), state=row.state, conversation=conversation
         )
         await step_fn(step, msg)
         if step.ended:
             await ctx.session.delete(row)
-        else:
-            row.state, row.data = step.state, step.data
-            flag_modified(row, "data")
-            row.updated_at = now
-            row.expires_at = now + _idle(ctx)
+            return True
+        if step.state != row.state:
+            ctx.asked = True
+        now = datetime.now(UTC)
+        row.state, row.data = step.state, step.data
+        flag_modified(row, "data")
+        row.answer_event_id, row.before = msg.event_id, before
+        row.updated_at = now
+        row.expires_at = now + _idle(ctx)
         return True
+
+    async def _tap(self, ctx: CommandContext) -> bool:
+        """A reaction on one of the bot's questions to this sender: the current question's
+        key answers its step as typing would; a tap on an older question only says so."""
+        rel = relation(ctx.event.source.get("content") or {})
+        parent, key = rel.get("event_id"), rel.get("key")
+        if rel.get("rel_type") != "m.annotation" or not isinstance(parent, str):
+            return False
+        question = await outbox.sent_event(ctx.session, ctx.room_id, parent)
+        if question is None or ctx.sender not in _mentioned(question.content):
+            return False  # not a question to this sender (e.g. a ✅ on a notice)
+        offered = await outbox.reaction_keys(ctx.session, question.txn_id)
+        if taps.answer(dict.fromkeys(offered, ""), key) is None:
+            return False  # not one of the seeded answers (a 👍, say)
+        ctx.reply_target = parent
+        row = await self._open(ctx)
+        if row is None or row.question_txn != question.txn_id:
+            ctx.reply("tap_stale")
+            return True
+        conversation = self.by_name.get(row.name)
+        tapped = (
+            taps.answer(conversation.ask(row.state).taps(row.data), key) if conversation else None
+        )
+        if tapped is None:
+            ctx.reply("tap_stale")
+            return True
+        return await self._answer(ctx, row, Incoming(ctx.event.event_id, "m.text", tapped))
+
+    async def _edit(
+        self, ctx: CommandContext, rel: dict[str, Any], content: dict[str, Any]
+    ) -> bool:
+        """An edit of the answer the conversation took last, while nothing was answered since,
+        replaces that answer: the step runs again from where it was. Other edits are left to
+        the dispatcher (which says once that edits are not read)."""
+        original = rel.get("event_id")
+        new_content = content.get("m.new_content")
+        if not isinstance(original, str) or not isinstance(new_content, dict):
+            return False
+        row = await self._open(ctx)
+        if row is None or row.answer_event_id != original or not row.before:
+            return False
+        msg = incoming(original, new_content)
+        if msg is None or (not msg.is_media and ctx.services.router.parse(msg.text) is not None):
+            return False
+        row.state, row.data = row.before["state"], dict(row.before["data"])
+        ctx.reply_target = original
+        ctx.asked = True  # the question that follows is asked anew, with its taps
+        return await self._answer(ctx, row, msg)
+
+    async def settle(self, ctx: CommandContext) -> None:
+        """After an event that asked the sender a new question (the last message the event
+        queued to them here): remember it as the conversation's question and seed its taps."""
+        if not ctx.asked:
+            return
+        row = await current(ctx.session, ctx.room_id, ctx.sender)
+        conversation = self.by_name.get(row.name) if row is not None else None
+        asked = [
+            m for m in ctx.sent if m.room_id == ctx.room_id and m.event_type == "m.room.message"
+        ]
+        if row is None or conversation is None or not asked:
+            return
+        question = asked[-1]
+        row.question_txn = question.txn_id
+        for key in conversation.ask(row.state).taps(row.data):
+            queue_reaction(ctx.session, question, key, cause=ctx.event.event_id)
+
+
+def _mentioned(content: dict[str, Any]) -> list[str]:
+    mentions = content.get("m.mentions")
+    users = mentions.get("user_ids") if isinstance(mentions, dict) else None
+    return users if isinstance(users, list) else []
 
 
 async def sweep_expired(session: AsyncSession, messages: Messages, now: datetime) -> int:

@@ -7,6 +7,7 @@ handled again) or repeats nothing (it is marked handled and its replies are in t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,8 +15,11 @@ from typing import Any
 from bot.commands import KNOWN, ArgError, Command, tr
 from bot.context import CommandContext, Services
 from bot.errors import UserError
-from storage import inbox, rooms
-from storage.db import Database
+from bot.outgoing import Outgoing
+from bot.relations import is_edit, related_id
+from bot.words import typed_text
+from storage import inbox, outbox, rooms
+from storage.db import Database, is_unavailable
 from storage.directory import Identity, identify
 from storage.models import InboxEvent
 
@@ -31,6 +35,8 @@ class _AlreadyHandled(Exception):
 # Returns the room kind the client can tell (e.g. "direct" for a 1:1 room), or None.
 RoomKindHint = Callable[[str], str | None]
 # An event hook sees every event before commands; returning True means it consumed the event.
+# A hook with a ``settle(ctx)`` coroutine method gets it after every routed event, in the same
+# transaction (a conversation seeds the taps of the question the event asked).
 EventHook = Callable[[CommandContext], Awaitable[bool]]
 
 
@@ -75,6 +81,10 @@ class Dispatcher:
             async with self.db.transaction() as session:
                 ctx = await self._context(session, event)
                 outcome = await self._route(ctx) if ctx else "ignored"
+                if ctx is not None:
+                    for hook in self.hooks:
+                        if settle := getattr(hook, "settle", None):
+                            await settle(ctx)
                 # Claim the event last: if an earlier run handled it already, roll all back.
                 if not await inbox.mark_handled(session, event.event_id, outcome):
                     raise _AlreadyHandled
@@ -84,7 +94,11 @@ class Dispatcher:
         except UserError as err:
             # Everything the event did is rolled back; the refusal is its whole outcome.
             await self._answer_alone(event, "refused", err.template, err.values, any_event=True)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # Not the event's fault: it was rolled back and stays pending; the caller waits
+                # for the database and handles it (once) when it is back.
+                raise
             log.exception("handling %s in %s failed", event.event_id, event.room_id)
             await self._answer_alone(event, "error", "internal_error", {}, any_event=False)
 
@@ -98,10 +112,6 @@ class Dispatcher:
             and event.origin_server_ts < room.joined_ts
         ):
             return None  # from before the bot joined this room
-        content = event.source.get("content") or {}
-        relates = content.get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
-            return None  # an edit: re-running the command would do it twice
         ident = await identify(session, event.sender, self.services.admins)
         kind = room.kind if room is not None else "other"
         if kind == "other":
@@ -119,15 +129,26 @@ class Dispatcher:
         return ident.language or self.services.config.language
 
     async def _route(self, ctx: CommandContext) -> str:
+        if (size := _text_bytes(ctx)) > (limit := self.services.config.limits.text_bytes):
+            # Refused before any hook or command sees it: nothing is recorded from it.
+            ctx.reply(
+                "text_too_long",
+                size_kb=-(-size // 1024),
+                limit_kb=limit // 1024,
+                limit_chars=limit // 3,
+            )
+            return "too_long"
         for hook in self.hooks:
             if await hook(ctx):
                 return "handled"
         if ctx.event.type != "m.room.message":
             return "ignored"
         content = ctx.event.source.get("content") or {}
+        if is_edit(content):
+            return await self._edit_not_read(ctx, related_id(content))
         if content.get("msgtype") != "m.text" or not isinstance(content.get("body"), str):
             return "ignored"
-        inv = self.services.router.parse(content["body"])
+        inv = self.services.router.parse(typed_text(content["body"]))
         if inv is None:
             return "ignored"
         if inv.command is None:
@@ -161,6 +182,33 @@ class Dispatcher:
         await cmd.handler(ctx)
         return "handled"
 
+    async def _edit_not_read(self, ctx: CommandContext, edited: str | None) -> str:
+        """An edit the conversations did not take: re-running the command would do it twice,
+        so edits are not read. Whoever edited a command or an answer is told so once per
+        edited message; an edit of ordinary talk is nobody's business."""
+        if edited is None:
+            return "ignored"
+        original = await inbox.get(ctx.session, edited)
+        if (
+            original is None
+            or original.sender != ctx.sender
+            or original.outcome in (None, "ignored")
+        ):
+            return "ignored"
+        txn_id = f"edit-not-read-{hashlib.sha256(edited.encode()).hexdigest()[:32]}"
+        if await outbox.exists(ctx.session, txn_id):
+            return "ignored"
+        ctx.post(
+            Outgoing(
+                ctx.room_id,
+                "edit_not_read",
+                mentions=[ctx.sender],
+                reply_to=ctx.event.event_id,
+                txn_id=txn_id,
+            )
+        )
+        return "edit"
+
     async def _answer_alone(
         self,
         event: InboxEvent,
@@ -185,3 +233,15 @@ class Dispatcher:
             ctx = await self._context(session, current)
             if ctx is not None:
                 ctx.reply(template, **values)
+
+
+def _text_bytes(ctx: CommandContext) -> int:
+    """UTF-8 size of the text a person sent (a message's body, or an edit's new body)."""
+    if ctx.event.type != "m.room.message":
+        return 0
+    content = ctx.event.source.get("content") or {}
+    bodies = [content.get("body")]
+    new = content.get("m.new_content")
+    if isinstance(new, dict):
+        bodies.append(new.get("body"))
+    return max((len(b.encode()) for b in bodies if isinstance(b, str)), default=0)

@@ -8,11 +8,15 @@ reuses its mxc URI. Nothing queued here needs a job to get it going: the databas
 sender about every room a committed transaction queued for.
 
 Which msgtype: ``m.notice`` for answers to a person's own command, ``m.text`` (``rings=True``)
-for whatever asks people to act; Synapse's default push rules mute every m.notice.
+for whatever asks people to act; Synapse's default push rules mute every m.notice. Which
+templates ring, and whom, is the one table in bot/rings.py; :func:`queue` holds every message to
+it and rings each person at most once per triggering event (:func:`rung`).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import rings as ring_rules
+from bot.errors import UserError
 from messages import Messages
 from storage import outbox
 from storage.models import OutboxMessage
@@ -62,8 +68,9 @@ class Outgoing:
 
     ``template`` with ``values`` renders the text (messages/<locale>/<template>.j2); with an
     ``attachment`` it is optional and the file's name is the body. ``mentions`` are the user
-    ids to notify (intentional mentions; never @room). Relations take an event id or an
-    earlier :class:`OutboxMessage` of the same room.
+    ids to notify (intentional mentions; never @room). ``rings`` sends it as m.text, which
+    reaches their phones: only for the templates bot.rings.RINGS lists. Relations take an
+    event id or an earlier :class:`OutboxMessage` of the same room.
     """
 
     room_id: str
@@ -78,10 +85,6 @@ class Outgoing:
     attachment: Attachment | None = None
     # Idempotency key for messages that may be queued again by a retry of their cause.
     txn_id: str | None = None
-
-    @property
-    def msgtype(self) -> str:
-        return "m.text" if self.rings else "m.notice"
 
 
 class Speaks:
@@ -124,14 +127,20 @@ class Speaks:
         )
 
 
-def content_of(messages: Messages, message: Outgoing, locale: str) -> dict[str, Any]:
-    """The event content of a message, before relations (which the sender adds)."""
+def content_of(
+    messages: Messages, message: Outgoing, locale: str, mentions: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The event content of a message, before relations (which the sender adds). ``mentions``
+    (default: the message's) are the user ids it names in ``m.mentions``; a ringing message
+    with nobody left to mention is sent as a notice."""
     att = message.attachment
+    users = sorted({u for u in (message.mentions if mentions is None else mentions) if u})
+    msgtype = "m.text" if message.rings and users else "m.notice"
     if message.template is not None:
         rendered = messages.render(message.locale or locale, message.template, **message.values)
-        content = rendered.content(message.msgtype)
+        content = rendered.content(msgtype)
     else:
-        content = {"msgtype": message.msgtype, "body": att.name if att else ""}
+        content = {"msgtype": msgtype, "body": att.name if att else ""}
     if att is not None:
         # A file event: the rendered plain text (if any) is its caption, the name its filename.
         content = {
@@ -144,8 +153,70 @@ def content_of(messages: Messages, message: Outgoing, locale: str) -> dict[str, 
             content["info"]["size"] = len(att.data)
         if att.url is not None:
             content["url"] = att.url
-    content["m.mentions"] = {"user_ids": sorted({u for u in message.mentions if u})}
+    content["m.mentions"] = {"user_ids": users}
     return content
+
+
+# session.info key: whom this transaction's ringing messages have mentioned so far.
+_RUNG = "gridbot_rung"
+
+
+def rung(session: AsyncSession) -> set[str]:
+    """The people rung so far by the triggering event whose transaction ``session`` is (one
+    inbox event, one job): a later ringing message of it names them but does not mention them
+    again, so one event rings a person's phone once, however many rooms it is told in. The
+    dispatcher's context adds the sender of the event: their own message rings nobody's phone
+    for them."""
+    return session.info.setdefault(_RUNG, set())
+
+
+def _to_mention(session: AsyncSession, message: Outgoing) -> list[str]:
+    """Whom the message mentions: for a ringing one, those this event has not rung yet."""
+    users = sorted({u for u in message.mentions if u})
+    if not message.rings:
+        return users  # an m.notice rings nobody: it may name whom it likes
+    already = rung(session)
+    fresh = [u for u in users if u not in already]
+    already.update(fresh)
+    return fresh
+
+
+# Synapse refuses an event over 65,536 bytes of JSON, content and envelope (ids, hashes,
+# signatures, prev/auth events) together; a bot message's envelope takes about 1.5 KB.
+MAX_EVENT_BYTES = 65_536
+ENVELOPE_BYTES = 4_096
+_SOME_EVENT_ID = "$" + "x" * 43  # as long as a room v4+ event id
+
+
+class MessageTooLarge(UserError):
+    """A message would not fit one Matrix event: the event that asked for it is refused whole,
+    so nothing about it is recorded (see bot.errors)."""
+
+    def __init__(self, size: int) -> None:
+        limit = MAX_EVENT_BYTES - ENVELOPE_BYTES
+        super().__init__("message_too_large", size_kb=-(-size // 1024), limit_kb=limit // 1024)
+        self.size = size
+
+
+def event_size(content: dict[str, Any], message: Outgoing) -> int:
+    """Bytes of ``content`` as it will be sent, with its relations (an edit repeats it)."""
+    sized = outbox.with_relations(
+        copy.deepcopy(content),
+        reply_to=_SOME_EVENT_ID if message.reply_to else None,
+        thread_root=_SOME_EVENT_ID if message.thread_root else None,
+        edit_of=_SOME_EVENT_ID if message.edit_of else None,
+    )
+    if message.attachment is not None:
+        sized["url"] = "mxc://" + "x" * 80
+    return len(json.dumps(sized, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def fits(messages: Messages, message: Outgoing, locale: str) -> bool:
+    """Would ``message`` fit one Matrix event (what :func:`queue` would refuse with
+    MessageTooLarge)? For callers that can say it another way (a long notice: its beginning,
+    and the full text as a file)."""
+    content = content_of(messages, message, locale)
+    return event_size(content, message) <= MAX_EVENT_BYTES - ENVELOPE_BYTES
 
 
 def queue(
@@ -156,8 +227,12 @@ def queue(
     locale: str,
     cause: str | None,
 ) -> OutboxMessage:
-    """Render ``message`` and put it in the outbox, in the session's transaction."""
-    content = content_of(messages, message, locale)
+    """Render ``message`` and put it in the outbox, in the session's transaction. Whether it
+    may ring is bot.rings' table; whom it rings, this event's first mention of them."""
+    ring_rules.check(message.template, message.rings)
+    content = content_of(messages, message, locale, _to_mention(session, message))
+    if (size := event_size(content, message)) > MAX_EVENT_BYTES - ENVELOPE_BYTES:
+        raise MessageTooLarge(size)  # before anything about it is recorded
     att = message.attachment
     file = None
     if att is not None and att.url is None:
@@ -174,4 +249,19 @@ def queue(
         thread_root=message.thread_root,
         edit_of=message.edit_of,
         file=file,
+    )
+
+
+def queue_reaction(
+    session: AsyncSession, parent: OutboxMessage, key: str, *, cause: str | None
+) -> OutboxMessage:
+    """Queue the bot's own reaction ``key`` on an earlier queued message (the answers a person
+    can tap under a question); sent once the question has its event id."""
+    return outbox.enqueue(
+        session,
+        parent.room_id,
+        {"m.relates_to": {"rel_type": "m.annotation", "key": key}},
+        event_type=outbox.REACTION,
+        cause=cause,
+        annotates=parent,
     )

@@ -24,7 +24,7 @@ from bot import outgoing
 from bot.context import Services
 from bot.conversation import sweep_expired
 from bot.outgoing import Outgoing, Speaks
-from storage.db import Database
+from storage.db import Database, describe, is_unavailable
 from storage.models import OutboxMessage, ScheduledJob
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 TICK_SECONDS = 30
+DB_RETRY = 3  # seconds to the next tick after the database was lost
 
 
 @dataclass
@@ -169,9 +170,22 @@ class Scheduler:
             self._aps = None
 
     async def tick(self) -> int:
-        """Plan, run every due job, end idle conversations; then set the alarm for the next job."""
+        """Plan, run every due job, end idle conversations; then set the alarm for the next job.
+
+        Without the database (e.g. PostgreSQL restarting) nothing is lost: a job whose
+        transaction was cut off is still due and unclaimed, and the tick is tried again soon."""
         async with self._tick_lock:
-            return await self._tick()
+            try:
+                return await self._tick()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable (%s); jobs run again in %d s", describe(exc), DB_RETRY
+                )
+                self._alarm = None
+                self.wake_at(datetime.now(UTC) + timedelta(seconds=DB_RETRY))
+                return 0
 
     async def _tick(self) -> int:
         now = datetime.now(UTC)
@@ -223,6 +237,8 @@ class Scheduler:
                     log.warning("job %s ran late (due %s)", job.key, job.due_at)
                 return 1
         except Exception as exc:
+            if is_unavailable(exc):
+                raise  # not the job's fault: rolled back, still due, no attempt counted
             log.exception("job %s failed", job_id)
             async with self.db.transaction() as session:
                 job = await session.get(ScheduledJob, job_id)

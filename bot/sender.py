@@ -1,30 +1,174 @@
-"""Send the outbox: one worker per room, so a rate-limited room does not stall the others.
+"""Send the outbox: one worker per room, all taking turns at one gate to the homeserver.
 
 Every message carries the transaction id stored with it before the first attempt; Synapse
 deduplicates on (room, sender, device, txn id), so a retry after a lost response never shows
 the message twice.
+
+A room's messages go in the order they were queued. Between rooms, the :class:`SendGate`
+decides: at most ``max_in_flight`` requests at once, nobody while the homeserver has asked the
+bot to wait (its rate limit is the bot's, in every room: one 429 pauses every worker, once), and
+of those waiting, answers to people go before fan-out (``storage.outbox.rank``), so a broadcast
+never holds a reply for long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import io
+import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
 from nio import AsyncClient, RoomSendError, RoomSendResponse, UploadResponse
 
 from storage import outbox
-from storage.db import Database
+from storage.db import Database, describe, is_unavailable
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
 
-# Errors after which retrying cannot help: the message is marked failed and reported.
-_PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE"}
+# Errors after which retrying cannot help: the message is marked failed and reported (what
+# each means to people: storage.outbox.failure_cause).
+_PERMANENT = {
+    "M_FORBIDDEN",
+    "M_NOT_FOUND",
+    "M_UNKNOWN",
+    "M_BAD_JSON",
+    "M_NOT_JSON",
+    "M_TOO_LARGE",
+    "M_NOT_JOINED",
+    "M_INSUFFICIENT_POWER",
+    "M_UNKNOWN_ROOM",
+}
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+# Database lost (storage.db.is_unavailable): once it answers, a room worker retries after
+# 0.1 s, 0.2 s … 2 s (while it keeps failing); the warning is logged once per 30 s.
+_DB_RETRY_FIRST, _DB_RETRY_CAP, _DB_WARN_EVERY = 0.1, 2.0, 30.0
+_RESUMED_LATELY = 1.0  # seconds
+_UPLOADED = object()  # an attempt that uploaded a file: prepare the message again
+
+
+def retry_after(resp: object) -> float | None:
+    """Seconds the homeserver asks the bot to wait (a 429), or None for any other answer."""
+    if getattr(resp, "status_code", None) not in ("M_LIMIT_EXCEEDED", 429):
+        return None
+    return (getattr(resp, "retry_after_ms", None) or 1000) / 1000
+
+
+class SendGate:
+    """Whose request goes to the homeserver next.
+
+    At most ``slots`` requests are in flight. After a 429 nobody goes until the wait the
+    homeserver asked for is over; then one at a time (its bucket refills one message at a
+    time: a crowd would only collect more 429s), doubling again after two answers in a row
+    without one (a passing 429), and at full width once nobody is waiting. Of those waiting,
+    the lowest rank goes first (``storage.outbox.rank``: answers to people, then the oldest).
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self._busy = 0
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._until = 0.0  # loop time before which nobody goes
+        self._window = slots  # how many may be in flight now: 1 after a 429
+        self._streak = 0  # answers without a 429 since the last one
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, f in self._waiting if not f.done())
+
+    @property
+    def paused(self) -> bool:
+        return asyncio.get_running_loop().time() < self._until
+
+    @contextlib.asynccontextmanager
+    async def turn(self, rank: tuple[int, int]) -> AsyncIterator[None]:
+        """Hold one of the slots while talking to the homeserver."""
+        await self._acquire(rank)
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._admit()
+
+    def pause(self, seconds: float) -> None:
+        """The homeserver asked to wait: nobody goes before then (a later 429 may extend it)."""
+        loop = asyncio.get_running_loop()
+        self._window, self._streak = 1, 0
+        until = loop.time() + seconds
+        if until > self._until:
+            self._until = until
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        self._admit()
+
+    def succeeded(self) -> None:
+        """The homeserver answered a turn without a 429: after two in a row, widen again.
+        (Answers to requests made before a 429 that come back during its pause do not count.)"""
+        if asyncio.get_running_loop().time() < self._until:
+            return
+        self._streak += 1
+        if self._streak >= 2 and self._window < self._slots:
+            self._window = min(self._slots, self._window * 2)
+            self._admit()
+
+    def close(self) -> None:
+        """Stopping: let every waiter through at once (each sees the sender stop)."""
+        self._closed = True
+        self._until = 0.0
+        self._admit()
+
+    async def _acquire(self, rank: tuple[int, int]) -> None:
+        loop = asyncio.get_running_loop()
+        if not self._waiting and self._busy < self._capacity and loop.time() >= self._until:
+            self._busy += 1
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiting, (rank, next(self._order), fut))
+        self._admit()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # let in just as it was cancelled
+                self._busy -= 1
+                self._admit()
+            raise
+
+    @property
+    def _capacity(self) -> int:
+        if self._closed:
+            return len(self._waiting) + self._busy + 1
+        return self._window
+
+    def _admit(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)  # cancelled while waiting
+        wait = self._until - loop.time()
+        if self._waiting and wait > 0.001:
+            if self._timer is None:
+                self._timer = loop.call_later(wait, self._on_timer)
+            return
+        while self._waiting and self._busy < self._capacity:
+            *_, fut = heapq.heappop(self._waiting)
+            if not fut.done():
+                self._busy += 1
+                fut.set_result(None)
+        if not any(not f.done() for *_, f in self._waiting):
+            self._waiting.clear()
+            self._window = self._slots  # nobody queues any more: full width for the next burst
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._admit()
 
 
 class Backoff:
@@ -55,12 +199,32 @@ class Sender:
         self.db = db
         self._wake = asyncio.Event()
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slots = asyncio.Semaphore(max_in_flight)  # reading the outbox
+        self.gate = SendGate(max_in_flight)  # talking to the homeserver
         self._stopping = False
         self.on_failed = on_failed
         self._uploads: dict[str, asyncio.Lock] = {}
         # Per room, set once the send in flight there has its outcome recorded (see settled).
         self._recording: dict[str, asyncio.Event] = {}
+        # Set (and replaced) when the homeserver answers again: cuts network backoffs short.
+        self._back = asyncio.Event()
+        self._back_at = float("-inf")
+        self._db_warned_at = float("-inf")
+
+    def resume(self) -> None:
+        """The homeserver answers again (the sync loop saw it): every worker backing off after
+        a failed send tries again now, not when its backoff runs out."""
+        self._back_at = asyncio.get_running_loop().time()
+        self._back.set()
+        self._back = asyncio.Event()
+
+    async def _rest(self, delay: float) -> None:
+        """Back off ``delay`` seconds after a failed send, or until :meth:`resume`. A failure
+        seen just after a resume (its request may have been made before) is retried soon."""
+        if asyncio.get_running_loop().time() - self._back_at < _RESUMED_LATELY:
+            delay = min(delay, 0.2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._back.wait(), timeout=delay)
 
     async def settled(self, room_ids: Iterable[str]) -> None:
         """Wait until the sends in flight in these rooms have their event ids stored.
@@ -97,8 +261,16 @@ class Sender:
             self._wake.clear()
             if self._stopping:
                 break
-            async with self.db.transaction() as session:
-                room_ids = await outbox.pending_rooms(session)
+            try:
+                async with self.db.transaction() as session:
+                    room_ids = await outbox.pending_rooms(session)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                log.warning("database unavailable (%s); sender waits for it", describe(exc))
+                await self.db.wait_available()
+                self._wake.set()  # look again
+                continue
             for room_id in room_ids:
                 if room_id not in self._workers:
                     self._workers[room_id] = asyncio.create_task(
@@ -109,6 +281,7 @@ class Sender:
         """Let in-flight sends finish (what is left stays in the outbox for the next start)."""
         self._stopping = True
         self._wake.set()
+        self.gate.close()
         workers = list(self._workers.values())
         if workers:
             _done, still = await asyncio.wait(workers, timeout=grace)
@@ -117,51 +290,89 @@ class Sender:
 
     async def _room_worker(self, room_id: str) -> None:
         try:
-            await self._drain_room(room_id)
+            await self._drain_room_surviving(room_id)
         finally:
             self._workers.pop(room_id, None)
+
+    async def _drain_room_surviving(self, room_id: str) -> None:
+        """``_drain_room``, again and again while the database is lost (e.g. PostgreSQL
+        restarting): the worker backs off and carries on where the outbox says, never dies of
+        it. A message sent whose event id could not be stored is sent again with its txn id
+        (Synapse answers with the same event)."""
+        delay = _DB_RETRY_FIRST
+        while True:
+            try:
+                await self._drain_room(room_id)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                if self._stopping:
+                    return  # what is left stays in the outbox for the next start
+                now = asyncio.get_running_loop().time()
+                if now - self._db_warned_at > _DB_WARN_EVERY:  # one line, not one per room
+                    self._db_warned_at = now
+                    log.warning("database unavailable while sending (%s); retrying", describe(exc))
+            await self.db.wait_available()  # one probe for all the rooms
+            await asyncio.sleep(delay)  # (SQLite: reads may work while writes are locked)
+            delay = min(delay * 2, _DB_RETRY_CAP)
 
     async def _drain_room(self, room_id: str) -> None:
         backoff = Backoff()
         while not self._stopping:
-            # Take a send slot before touching the database, so thousands of room workers wait
-            # here instead of holding pooled connections.
+            # Take a reading slot before touching the database, so thousands of room workers
+            # wait here instead of holding pooled connections.
             async with self._slots:
                 async with self.db.transaction() as session:
                     msg = await outbox.next_for_room(session, room_id)
                     prepared = await outbox.prepare(session, msg) if msg is not None else None
-                if msg is None or prepared is None:
-                    # No await between the empty check and leaving the table: a message queued
-                    # from now on wakes the run loop, which then sees no worker and starts one.
-                    self._workers.pop(room_id, None)
-                    return
-                if prepared.upload is not None:
-                    resp = await self._upload(prepared.upload)
-                    if resp is None:
-                        backoff.reset()
-                        continue  # uploaded: prepare again, now with the mxc URI
-                elif prepared.content is None:
-                    resp = None  # a parent of this message is still being sent
-                else:
-                    self._recording[room_id] = recorded = asyncio.Event()
-                    try:
-                        resp = await self._send(room_id, msg, prepared.content)
-                    finally:
-                        self._recording.pop(room_id, None)
-                        recorded.set()
-            if resp is None:
-                await asyncio.sleep(0.2)
+            if msg is None or prepared is None:
+                # No await between the empty check and leaving the table: a message queued
+                # from now on wakes the run loop, which then sees no worker and starts one.
+                self._workers.pop(room_id, None)
+                return
+            if prepared.dropped:
+                continue  # marked failed by prepare: nothing left to send it for
+            if prepared.upload is None and prepared.content is None:
+                await asyncio.sleep(0.2)  # a parent of this message is still being sent
                 continue
+            # Then a turn with the homeserver: answers to people before fan-out.
+            async with self.gate.turn(outbox.rank(msg)):
+                if self._stopping:
+                    return
+                resp = await self._attempt(room_id, msg, prepared)
+                if (wait := retry_after(resp)) is not None:
+                    # Before the turn passes on: nobody else runs into the same limit meanwhile.
+                    log.info("rate limited in %s; every room waits %.1f s", room_id, wait)
+                    self.gate.pause(wait)
+                elif resp is not None and not isinstance(resp, _NETWORK_ERRORS):
+                    self.gate.succeeded()
+            if resp is _UPLOADED:
+                backoff.reset()
+                continue  # uploaded: prepare again, now with the mxc URI
             if isinstance(resp, _NETWORK_ERRORS):
                 delay = backoff.next_delay()
                 log.warning("send to %s failed (%r); retry in %.1fs", room_id, resp, delay)
                 await self._record(msg.id, repr(resp), give_up=False)
-                await asyncio.sleep(delay)  # outside the slot: other rooms go on meanwhile
+                await self._rest(delay)  # outside the slot: other rooms go on meanwhile
                 continue
             if isinstance(resp, RoomSendResponse):
                 backoff.reset()  # recorded as sent above, before anyone waiting was let go
                 continue
             await self._handle_error(room_id, msg.id, resp, backoff)
+
+    async def _attempt(self, room_id: str, msg: OutboxMessage, prepared: outbox.Prepared) -> object:
+        """Upload the message's file, or send it; the homeserver's answer (or the error)."""
+        if prepared.upload is not None:
+            resp = await self._upload(prepared.upload)
+            return _UPLOADED if resp is None else resp
+        assert prepared.content is not None
+        self._recording[room_id] = recorded = asyncio.Event()
+        try:
+            return await self._send(room_id, msg, prepared.content)
+        finally:
+            self._recording.pop(room_id, None)
+            recorded.set()
 
     async def _send(self, room_id: str, msg: OutboxMessage, content: dict[str, Any]) -> object:
         """Send one message; once Synapse took it, store its event id before returning."""
@@ -208,11 +419,8 @@ class Sender:
     ) -> None:
         code = getattr(resp, "status_code", None)
         text = f"{code}: {getattr(resp, 'message', resp)}"
-        if code in ("M_LIMIT_EXCEEDED", 429):
-            wait_ms = getattr(resp, "retry_after_ms", None) or 1000
-            log.info("rate limited in %s; waiting %d ms", room_id, wait_ms)
-            await asyncio.sleep(wait_ms / 1000)
-            return
+        if retry_after(resp) is not None:
+            return  # the gate holds every room until the homeserver's wait is over
         give_up = code in _PERMANENT
         await self._record(msg_id, text, give_up=give_up)
         if give_up:
@@ -222,11 +430,11 @@ class Sender:
             return
         delay = backoff.next_delay()
         log.warning("send to %s failed (%s); retry in %.1fs", room_id, text, delay)
-        await asyncio.sleep(delay)
+        await self._rest(delay)
 
     async def _record(self, msg_id: int, error: str, *, give_up: bool) -> None:
         async with self.db.transaction() as session:
             await outbox.mark_attempt(session, msg_id, error, give_up=give_up)
 
 
-__all__ = ["Backoff", "RoomSendError", "Sender"]
+__all__ = ["Backoff", "RoomSendError", "SendGate", "Sender", "retry_after"]

@@ -3,6 +3,12 @@
 Unlike nio's ``sync_forever`` the token is saved only in the same transaction as the events it
 covers, and a ``limited`` timeline is paged back through ``/messages`` down to the last event
 already in the inbox (or the bot's join), so commands sent during an outage are all handled.
+
+Faults: while the homeserver is away the loop backs off, but probes ``/_matrix/client/versions``
+every second, so it syncs again (and the sender resends) as soon as the server answers. When the
+database is lost while a batch is stored or handled, nothing of it is lost: the token moves only
+with the stored events, a handled event's transaction rolls back and it stays pending; the loop
+waits for the database and then handles everything pending, oldest first, each once.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +33,7 @@ from nio import (
 
 from bot.sender import Backoff
 from storage import inbox, rooms
-from storage.db import Database
+from storage.db import Database, describe, is_unavailable
 from storage.inbox import IncomingEvent
 from storage.models import InboxEvent
 
@@ -35,6 +42,11 @@ log = logging.getLogger(__name__)
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 _GAP_PAGE = 100
 _GAP_MAX_PAGES = 50  # 5,000 events per room per outage; beyond that the oldest are dropped
+# While the homeserver is away: look every PROBE_SECONDS whether it answers again, so the bot
+# is back within about a second of it, however long the backoff has grown.
+PROBE_SECONDS = 1.0
+_PROBE_TIMEOUT = 5.0
+_VERSIONS = "/_matrix/client/versions"
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ class SyncLoop:
         token: str | None,
         on_invite: Callable[[Invite], Awaitable[None]],
         on_stored: Callable[[list[InboxEvent] | None], Awaitable[None]],
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.db = db
@@ -87,22 +100,61 @@ class SyncLoop:
         self.token = token
         self.on_invite = on_invite
         self.on_stored = on_stored
+        # Told when the homeserver answers again after an outage (the sender resends at once).
+        self.on_recovered = on_recovered
         self.user_id = client.user_id
         # The bot's join point per room, as stored; read once per room, not on every sync.
         self._joins: dict[str, JoinPoint] = {}
+        # When syncing started to fail (None while it works).
+        self._failing_since: float | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
         backoff = Backoff(base=1.0, cap=60.0)
         # Events stored by an earlier run but not yet handled (a crash between the two steps).
-        await self.on_stored(None)
+        await self._store_and_handle(None, stopping)
         while not stopping.is_set():
             resp = await self._sync_or_stop(stopping, backoff)
             if resp is None:
                 continue
+            if self._failing_since is not None:
+                log.warning("syncing again after %.1f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
+                if self.on_recovered is not None:
+                    self.on_recovered()
             backoff.reset()
             # The batch in hand is finished even if a stop is requested meanwhile.
-            added = await asyncio.shield(self.process(resp))
-            await asyncio.shield(self.on_stored(added))
+            await asyncio.shield(self._store_and_handle(resp, stopping))
+
+    async def _store_and_handle(self, resp: SyncResponse | None, stopping: asyncio.Event) -> None:
+        """Store one sync response (None: nothing new) and handle what it added.
+
+        Losing the database or the homeserver on the way loses nothing and repeats nothing: the
+        token moves only with the stored events, a handled event rolls back and stays pending.
+        So wait for what was lost, store the same response again (stored events are skipped)
+        and handle everything pending, oldest first; give up only when the bot is stopping."""
+        faulted = False
+        while True:
+            try:
+                added = await self.process(resp) if resp is not None else None
+                # After a fault, events of this response may have been stored, or half handled,
+                # without our knowing: handle whatever is pending instead of what was "added".
+                await self.on_stored(None if faulted else added)
+                return
+            except Exception as exc:
+                # (A timeout may be either's: wait for both, each returns at once if it is up.)
+                homeserver = isinstance(exc, aiohttp.ClientError | TimeoutError)
+                database = is_unavailable(exc)
+                if not (homeserver or database):
+                    raise
+                if database:
+                    log.warning("database unavailable (%s); waiting for it", describe(exc))
+                    if not await self.db.wait_available(stopping):
+                        return  # stopping: the unstored is synced again, the rest is pending
+                if homeserver:
+                    await self._pause(stopping, 60.0, f"homeserver lost mid-batch ({exc!r})")
+                    if stopping.is_set():
+                        return
+            faulted = True
 
     async def _sync_or_stop(self, stopping: asyncio.Event, backoff: Backoff) -> SyncResponse | None:
         sync = asyncio.create_task(
@@ -117,6 +169,10 @@ class SyncLoop:
             with contextlib.suppress(asyncio.CancelledError, *_NETWORK_ERRORS):
                 await sync
             return None
+        if self._failing_since is None and (
+            sync.exception() is not None or not isinstance(sync.result(), SyncResponse)
+        ):
+            self._failing_since = time.monotonic()
         try:
             resp = sync.result()
         except _NETWORK_ERRORS as exc:
@@ -127,15 +183,37 @@ class SyncLoop:
         code = getattr(resp, "status_code", None)
         if code in ("M_LIMIT_EXCEEDED", 429):
             wait = (getattr(resp, "retry_after_ms", None) or 1000) / 1000
-            await self._pause(stopping, wait, "sync rate limited")
+            await self._pause(stopping, wait, "sync rate limited", probe=False)
         else:
             await self._pause(stopping, backoff.next_delay(), f"sync error: {resp}")
         return None
 
-    async def _pause(self, stopping: asyncio.Event, delay: float, why: str) -> None:
-        log.warning("%s; retrying in %.1fs", why, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=delay)
+    async def _pause(
+        self, stopping: asyncio.Event, delay: float, why: str, *, probe: bool = True
+    ) -> None:
+        """Wait ``delay`` seconds, or less: until a probe finds the homeserver answering (unless
+        ``probe`` is off, e.g. after a 429), or the bot stops."""
+        log.warning("%s; retrying in %.1fs%s", why, delay, " or when it answers" if probe else "")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stopping.wait(), timeout=min(left, PROBE_SECONDS) if probe else left
+                )
+            if stopping.is_set() or (probe and await self._answers()):
+                return
+
+    async def _answers(self) -> bool:
+        """Whether the homeserver answers ``GET /_matrix/client/versions`` (no auth, no DB)."""
+        try:
+            resp = await self.client.send("GET", _VERSIONS, timeout=_PROBE_TIMEOUT)
+        except _NETWORK_ERRORS:
+            return False
+        try:
+            return resp.status == 200
+        finally:
+            resp.release()
 
     async def process(self, resp: SyncResponse) -> list[InboxEvent]:
         """Store the events of one sync response (gaps filled) and its token in one transaction.

@@ -27,6 +27,18 @@ _DROP_ZERO_WIDTH = str.maketrans("", "", ZERO_WIDTH)
 TRAILING = "。.!~,、…！～， \t\r\n"
 
 
+# Control characters no person means to send (NUL, which PostgreSQL cannot store in text, and
+# the rest of C0/C1 but tab and newline).
+_CONTROLS = dict.fromkeys(
+    c for c in (*range(0x00, 0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A, 0x0D)
+)
+
+
+def typed_text(text: str) -> str:
+    """What a person sent, without control characters: the text every step and command reads."""
+    return text.translate(_CONTROLS)
+
+
 def visible(text: str) -> str:
     """The text without zero-width characters, otherwise as typed (for free text)."""
     return text.translate(_DROP_ZERO_WIDTH)

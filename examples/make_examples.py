@@ -148,6 +148,24 @@ GRIDS: list[dict[str, Any]] = [
     },
 ]
 
+# Where the enterprises are (经度, 纬度: WGS-84 decimal degrees), for telling an on-site visit
+# from one made elsewhere. Demo values near each town, not surveyed; the road projects stretch
+# over kilometres and have none (the columns are optional).
+COORDINATES: dict[str, tuple[float, float]] = {
+    "芦溪汽车站": (114.0325, 27.6318),
+    "宣风汽车站": (113.9355, 27.5660),
+    "芦溪县城乡公共交通有限公司": (114.0251, 27.6282),
+    "萍乡市芦溪运输有限公司": (114.0410, 27.6349),
+    "芦溪县赣西物流有限公司": (114.0583, 27.6127),
+    "芦溪县顺达危险货物运输有限公司": (114.0766, 27.6021),
+    "芦溪县宏源货运有限公司": (113.9972, 27.6405),
+    "芦溪县袁河砂石码头": (114.0702, 27.6190),
+    "芦溪县宣风港埠有限公司": (113.9411, 27.5702),
+    "芦溪县武功山旅游船务有限公司": (114.1596, 27.4689),
+    "芦溪县山口岩水库渡口": (114.1197, 27.5288),
+    "芦溪县南坑镇高楼渡口": (114.2105, 27.5011),
+}
+
 
 def cell(name: str) -> str:
     """A person cell entry: 姓名/电话/@账号:服务器."""
@@ -180,6 +198,8 @@ def rows() -> list[dict[str, Any]]:
             row["type"] = etype
             row["ent_chief"] = cell(chief)
             row["ent_members"] = [cell(p) for p in members]
+            if name in COORDINATES:
+                row["longitude"], row["latitude"] = COORDINATES[name]
             out.append(row)
     return out
 
@@ -292,6 +312,9 @@ def _help_sheet(wb: Any) -> None:
         "enterprise": "必填。同一县内不得重复",
         "type": "必填。客运、货运、港口、航运、渡口、工程",
         "ent_chief": "必填。企业主要负责人（三级网格长）",
+        "longitude": "选填。企业位置的经度，十进制度数（WGS-84，手机 GPS 所用），如 114.0298；"
+        "与纬度同时填写。走访时共享的位置与它比对，判断是否在现场",
+        "latitude": "选填。企业位置的纬度，十进制度数，如 27.6306；与经度同时填写",
     }
     for col in COLUMNS:
         extra = "县级：同一县只需填第一行" if col.scope is Scope.UNIT else ""

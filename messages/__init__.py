@@ -13,6 +13,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bot.evidence import facts as evidence_facts
+from bot.evidence import tally as evidence_tally
 from storage.directory import role_label
 
 LOCALES = ("zh_CN", "en")
@@ -64,6 +66,9 @@ class Messages:
         for env in (self._plain, self._html):
             # Role names come from the directory's one mapping (``_labels.j2`` role()).
             env.globals["role_label"] = role_label
+            # Voice notes and documents kept as evidence (``_labels.j2`` evidence()).
+            env.globals["evidence_facts"] = evidence_facts
+            env.globals["evidence_tally"] = evidence_tally
         self._root = root
         # Which templates exist, read once (a render must not touch the disk).
         self._names = {
@@ -87,3 +92,11 @@ class Messages:
         plain = "".join(plain_t.blocks["plain"](plain_t.new_context(ctx)))
         html = "".join(html_t.blocks["html"](html_t.new_context(ctx)))
         return Rendered(_tidy(plain), _tidy(html))
+
+    def document(self, locale: str, name: str, /, **ctx: Any) -> str:
+        """A whole document (``<locale>/documents/<name>.j2``, e.g. the annual work report as
+        HTML), rendered with autoescaping; the default locale when the locale lacks it."""
+        path = self._root / str(locale) / "documents" / f"{name}.j2"
+        if locale not in LOCALES or not path.is_file():
+            locale = DEFAULT_LOCALE
+        return self._html.get_template(f"{locale}/documents/{name}.j2").render(**ctx)

@@ -54,7 +54,7 @@ SYSTEM = "system"  # the actor of automatic transitions (deadlines passing)
 
 def parse_code(text: str) -> str | None:
     """'h-2026-1' → 'H-2026-0001'; None if the text is no case code."""
-    m = CODE_RE.match(text.strip())
+    m = CODE_RE.match(codes.typed(text))
     if not m:
         return None
     return f"{m[1].upper()}-{m[2]}-{int(m[3]):04d}"
@@ -89,6 +89,10 @@ class Hazard(Base):
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
     photos: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     fix_photos: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Voice notes and documents (bot.evidence items, msgtype m.audio or m.file) sent with the
+    # report and with the rectification; photos stay in photos / fix_photos.
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    fix_files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     fix_note: Mapped[str] = mapped_column(Text, default="")
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     supervised: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -153,6 +157,8 @@ class Accident(Base):
     vehicles: Mapped[str] = mapped_column(Text, default="")
     account: Mapped[str] = mapped_column(Text, default="")
     photos: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Voice notes and documents sent with the report (msgtype m.audio or m.file).
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updates: Mapped[int] = mapped_column(Integer, default=0)
     reported_by: Mapped[str] = mapped_column(String(255))
     reporter_name: Mapped[str] = mapped_column(String(100))

@@ -7,6 +7,8 @@ and a rolled-back transaction gives its number back.
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import Integer, String
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,6 +25,16 @@ class CodeCounter(Base):
     prefix: Mapped[str] = mapped_column(String(4), primary_key=True)
     year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last: Mapped[int] = mapped_column(Integer)
+
+
+# Zero-width characters phones and copy-paste leave in text (as bot.words drops them too).
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def typed(text: str) -> str:
+    """An id as typed on a phone, ready to match: full-width forms made half-width (NFKC:
+    "Ｈ－２０２６－１" is "H-2026-1"), zero-width characters dropped, spaces trimmed."""
+    return unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).strip()
 
 
 def format_code(prefix: str, year: int, number: int) -> str:

@@ -232,6 +232,7 @@ class Action(enum.StrEnum):
     COVERAGE = "coverage"  # the visit coverage table of /visits (members see their own list)
     DECLARE_STAFF = "declare_staff"  # declare a staff change of the enterprise (/staff)
     DECIDE_STAFF = "decide_staff"  # confirm or reject it (/staff-confirm, /staff-reject)
+    REVIEW = "review"  # the work reports and assessment of /report (a member: their own)
 
 
 class Extent(enum.StrEnum):
@@ -291,6 +292,13 @@ RULES: dict[Action, dict[str, Extent]] = {
     },
     Action.DECLARE_STAFF: dict(_ENT),
     Action.DECIDE_STAFF: {**_MEMBER, RoleKind.L2_CHIEF: Extent.L2_GRID},
+    Action.REVIEW: {
+        ADMIN: _ALL,
+        **_L1,
+        RoleKind.L2_CHIEF: Extent.L2_GRID,
+        RoleKind.L2_OFFICE_MEMBER: Extent.L2_GRID,
+        **_MEMBER,
+    },
 }
 
 # What each action is, for the README's generated table.
@@ -306,6 +314,7 @@ ACTION_DOCS: dict[Action, str] = {
     Action.COVERAGE: "the coverage table of `/visits` (others see their own visits)",
     Action.DECLARE_STAFF: "declare a staff change (`/staff`)",
     Action.DECIDE_STAFF: "confirm or reject it (`/staff-confirm`, `/staff-reject`)",
+    Action.REVIEW: "the work reports, indicators and assessment of `/report` (a member: their own)",
 }
 
 
@@ -492,6 +501,12 @@ def _reach_filter(r: Reach) -> ColumnElement[bool]:
     if r.enterprises:
         conds.append(Enterprise.id.in_(sorted(r.enterprises)))
     return or_(*conds) if conds else false()
+
+
+def reach_clause(r: Reach) -> ColumnElement[bool]:
+    """The WHERE clause of a reach that is not everything, over Enterprise joined with its Grid
+    (for queries that aggregate over enterprises, e.g. storage/reports.py)."""
+    return _reach_filter(r)
 
 
 async def enterprises_in(

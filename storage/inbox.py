@@ -90,3 +90,7 @@ async def mark_handled(session: AsyncSession, event_id: str, outcome: str) -> bo
         .values(handled_at=datetime.now(UTC), outcome=outcome)
     )
     return bool(result.rowcount)
+
+
+async def get(session: AsyncSession, event_id: str) -> InboxEvent | None:
+    return await session.get(InboxEvent, event_id)

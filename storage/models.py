@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -138,6 +139,10 @@ class Enterprise(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_on: Mapped[date | None] = mapped_column(Date)
     deactivated_on: Mapped[date | None] = mapped_column(Date)
+    # Where it is (WGS-84 degrees, from the roster's 经度/纬度, resolved by hand): a visit's
+    # shared location is measured against it. Both or neither.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
     unit: Mapped[AdminUnit] = relationship()
     grid: Mapped[Grid] = relationship()
@@ -271,6 +276,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_room", "status", "room_id"),
         # Replies and reactions name the bot's event: find what it carried (notice, case).
         Index("ix_outbox_event_id", "event_id"),
+        # Tap-to-answer: the keys the bot seeded on a question.
+        Index("ix_outbox_annotates_txn", "annotates_txn"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -298,6 +305,9 @@ class OutboxMessage(Base):
     thread_root_txn: Mapped[str | None] = mapped_column(String(64))
     edit_of_event: Mapped[str | None] = mapped_column(String(255))
     edit_of_txn: Mapped[str | None] = mapped_column(String(64))
+    # A reaction (m.reaction) annotates this event or earlier queued message: tap-to-answer keys.
+    annotates_event: Mapped[str | None] = mapped_column(String(255))
+    annotates_txn: Mapped[str | None] = mapped_column(String(64))
     # A file the sender uploads (once per content hash) and puts in ``content["url"]``.
     file_id: Mapped[int | None] = mapped_column(ForeignKey("outbox_files.id"))
     file: Mapped[OutboxFile | None] = relationship(lazy="raise")
@@ -333,6 +343,12 @@ class ConversationState(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # The outbox message asking the current question (taps on it answer the step).
+    question_txn: Mapped[str | None] = mapped_column(String(64))
+    # The answer taken last and {"state", "data"} before it: an edit of that answer, while
+    # nothing else was answered since, replaces it.
+    answer_event_id: Mapped[str | None] = mapped_column(String(255))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ScheduledJob(Base):

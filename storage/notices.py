@@ -12,6 +12,7 @@ and its event id (indexed) leads a reaction or a reply back to the target. Nothi
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,13 +57,17 @@ PENDING, SENT, FAILED, NO_ROOM = outbox.PENDING, outbox.SENT, outbox.FAILED, "no
 # How an enterprise acknowledged.
 BY_REACTION, BY_COMMAND, BY_REPLY, BY_FEEDBACK = "reaction", "command", "reply", "feedback"
 
-# Parts of a notice that travel as messages.
-PART_POST, PART_ATTACHMENT, PART_L2_COPY, PART_REMINDER = (
+# Parts of a notice that travel as messages. PART_TEXT: the full text as a file, after a post
+# that carries only its beginning (a text too long for one Matrix event).
+PART_POST, PART_ATTACHMENT, PART_L2_COPY, PART_REMINDER, PART_TEXT = (
     "post",
     "attachment",
     "l2_copy",
     "reminder",
+    "text",
 )
+# What an enterprise must have received to have the notice: the post, and its full text.
+CARRIERS = (PART_POST, PART_TEXT)
 
 _CODE = re.compile(r"^N-?(\d{4})-?(\d{1,6})$", re.IGNORECASE)
 
@@ -73,7 +78,7 @@ def format_code(year: int, seq: int) -> str:
 
 def parse_code(text: str) -> str | None:
     """``N-2026-0001`` from what people type (``n-2026-1``, ``N20260001``…); None if no code."""
-    m = _CODE.match(text.strip())
+    m = _CODE.match(codes.typed(text))
     return format_code(int(m[1]), int(m[2])) if m else None
 
 
@@ -272,13 +277,15 @@ async def record_ack(
 async def open_targets_for(
     session: AsyncSession, enterprise_ids: list[int], limit: int = 20
 ) -> list[tuple[Notice, NoticeTarget]]:
-    """Unacknowledged targets of these enterprises, newest notice first."""
+    """Unacknowledged targets of these enterprises, newest notice first; not those the notice
+    never reached (nobody is asked to acknowledge what they never got)."""
     if not enterprise_ids:
         return []
     rows = await session.execute(
         select(Notice, NoticeTarget)
         .join(NoticeTarget, NoticeTarget.notice_id == Notice.id)
         .where(NoticeTarget.enterprise_id.in_(enterprise_ids), NoticeTarget.acked_at.is_(None))
+        .where(~undelivered())
         .order_by(Notice.created_at.desc(), Notice.id.desc())
         .limit(limit)
     )
@@ -305,11 +312,23 @@ class Delivery:
     stands (NO_ROOM: it had no room, nothing was posted)."""
 
     state: str  # PENDING | SENT | FAILED | NO_ROOM
-    error: str | None = None  # why the sender gave up (FAILED only)
+    error: str | None = None  # why the sender gave up (FAILED only): "CODE: message"
 
     @property
     def undelivered(self) -> bool:
         return self.state in (FAILED, NO_ROOM)
+
+    @property
+    def cause(self) -> str | None:
+        """Why it did not arrive, in one word (``outbox.failure_cause``; NO_ROOM: no room)."""
+        if self.state == NO_ROOM:
+            return NO_ROOM
+        return outbox.failure_cause(self.error) if self.state == FAILED else None
+
+    @property
+    def code(self) -> str | None:
+        """The homeserver's error code (FAILED only)."""
+        return outbox.error_code(self.error) if self.state == FAILED else None
 
     @property
     def reachable(self) -> bool:
@@ -326,18 +345,46 @@ def _delivery(status: str | None, error: str | None) -> Delivery:
     return Delivery(status, error if status == FAILED else None)
 
 
+_WORST = {FAILED: 0, PENDING: 1, SENT: 2}
+
+
 async def post_deliveries(session: AsyncSession, notice_id: int) -> dict[int, Delivery]:
-    """Every target of the notice, by id: where its post stands."""
+    """Every target of the notice, by id: where its post stands (with its full text, when that
+    went as a file: the notice has arrived only when both have, and failed when either did)."""
     rows = await session.execute(
         select(NoticeTarget.id, OutboxMessage.status, OutboxMessage.last_error)
         .outerjoin(
             NoticeDelivery,
-            and_(NoticeDelivery.target_id == NoticeTarget.id, NoticeDelivery.part == PART_POST),
+            and_(NoticeDelivery.target_id == NoticeTarget.id, NoticeDelivery.part.in_(CARRIERS)),
         )
         .outerjoin(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
         .where(NoticeTarget.notice_id == notice_id)
+        .order_by(NoticeDelivery.id)
     )
-    return {target_id: _delivery(status, error) for target_id, status, error in rows}
+    found: dict[int, Delivery] = {}
+    for target_id, status, error in rows:
+        d = _delivery(status, error)
+        known = found.get(target_id)
+        if known is None or _WORST.get(d.state, 3) < _WORST.get(known.state, 3):
+            found[target_id] = d
+    return found
+
+
+def undelivered() -> ColumnElement[bool]:
+    """SQL, for a query over NoticeTarget: the notice never reached the enterprise (it had no
+    room, or its post or full text was given up on). Such a target is not asked to
+    acknowledge: /ack, reminders, escalations and its own /notices leave it out."""
+    failed = (
+        select(NoticeDelivery.id)
+        .join(OutboxMessage, OutboxMessage.id == NoticeDelivery.outbox_id)
+        .where(
+            NoticeDelivery.target_id == NoticeTarget.id,
+            NoticeDelivery.part.in_(CARRIERS),
+            OutboxMessage.status == FAILED,
+        )
+        .exists()
+    )
+    return or_(NoticeTarget.room_id.is_(None), failed)
 
 
 @dataclass(frozen=True)
@@ -424,13 +471,22 @@ def _seen_by(visible: set[int] | None, issuer: str) -> ColumnElement[bool]:
 
 
 async def latest(
-    session: AsyncSession, *, visible: set[int] | None, issuer: str, limit: int
+    session: AsyncSession,
+    *,
+    visible: set[int] | None,
+    issuer: str,
+    limit: int,
+    own: Collection[int] = (),
 ) -> list[Notice]:
     """The latest notices someone may see: every one (``visible`` None), else those they
-    issued and those sent to an enterprise in ``visible``."""
+    issued and those sent to an enterprise in ``visible``. A notice that never reached one of
+    their ``own`` enterprises is not theirs to see as sent to it."""
     q = select(Notice).order_by(Notice.created_at.desc(), Notice.id.desc()).limit(limit)
     if visible is not None:
-        reached = select(NoticeTarget.notice_id).where(NoticeTarget.enterprise_id.in_(visible))
+        reached = select(NoticeTarget.notice_id).where(
+            NoticeTarget.enterprise_id.in_(visible),
+            or_(NoticeTarget.enterprise_id.not_in(list(own)), ~undelivered()),
+        )
         q = q.where(or_(Notice.issuer == issuer, Notice.id.in_(reached)))
     return list(await session.scalars(q))
 
@@ -452,12 +508,15 @@ async def acknowledgement_totals(
 async def acknowledged_by(
     session: AsyncSession, notice_ids: list[int], enterprise_ids: list[int]
 ) -> dict[int, bool]:
-    """For each of these notices sent to any of these enterprises: have they all acknowledged?"""
+    """For each of these notices that reached any of these enterprises: have they all
+    acknowledged? (One that never reached them is not theirs to acknowledge.)"""
     if not notice_ids or not enterprise_ids:
         return {}
     rows = await session.execute(
         select(NoticeTarget.notice_id, NoticeTarget.acked_at).where(
-            NoticeTarget.notice_id.in_(notice_ids), NoticeTarget.enterprise_id.in_(enterprise_ids)
+            NoticeTarget.notice_id.in_(notice_ids),
+            NoticeTarget.enterprise_id.in_(enterprise_ids),
+            ~undelivered(),
         )
     )
     states: dict[int, bool] = {}

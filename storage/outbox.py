@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxFile, OutboxMessage
@@ -24,12 +25,17 @@ from storage.models import OutboxFile, OutboxMessage
 QUEUED_ROOMS = "gridbot_outbox_rooms"
 _FILES = "gridbot_outbox_files"
 
+REACTION = "m.reaction"
+
 PENDING = "pending"
 SENT = "sent"
 FAILED = "failed"
 
 # An event id, or an earlier queued message (the sender puts in its event id once it is sent).
 Ref = str | OutboxMessage
+
+# ``last_error`` of a message dropped because the message it relates to was never sent.
+PARENT_NOT_SENT = "GRIDBOT_PARENT_NOT_SENT"
 
 
 def enqueue(
@@ -43,6 +49,7 @@ def enqueue(
     reply_to: Ref | None = None,
     thread_root: Ref | None = None,
     edit_of: Ref | None = None,
+    annotates: Ref | None = None,
     file: OutboxFile | None = None,
 ) -> OutboxMessage:
     msg = OutboxMessage(
@@ -54,7 +61,13 @@ def enqueue(
         attempts=0,
         status=PENDING,
     )
-    for name, ref in (("reply_to", reply_to), ("thread_root", thread_root), ("edit_of", edit_of)):
+    relations = {
+        "reply_to": reply_to,
+        "thread_root": thread_root,
+        "edit_of": edit_of,
+        "annotates": annotates,
+    }
+    for name, ref in relations.items():
         if isinstance(ref, OutboxMessage):
             if ref.room_id != room_id:
                 raise ValueError(f"{name}: a relation must stay in its room ({ref.room_id})")
@@ -109,11 +122,13 @@ class Upload:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the sender does next with a message: send ``content``, upload first, or wait."""
+    """What the sender does next with a message: send ``content``, upload first, wait, or
+    go on to the next one (``dropped``: it has nothing left to refer to)."""
 
     content: dict[str, Any] | None = None
     upload: Upload | None = None
     wait_for: int | None = None  # a parent message still pending
+    dropped: bool = False
 
 
 async def prepare(session: AsyncSession, msg: OutboxMessage) -> Prepared:
@@ -121,10 +136,11 @@ async def prepare(session: AsyncSession, msg: OutboxMessage) -> Prepared:
 
     A parent that is still pending makes the message wait (a parent is always earlier in the
     same room, so this is rare); a parent that failed is dropped from the relations, and an
-    edit of a message that never went out is sent as a message of its own.
+    edit of a message that never went out is sent as a message of its own. A reaction to a
+    message that never went out is marked failed and dropped.
     """
     events: dict[str, str | None] = {}
-    for name in ("reply_to", "thread_root", "edit_of"):
+    for name in ("reply_to", "thread_root", "edit_of", "annotates"):
         event_id = getattr(msg, f"{name}_event")
         parent_txn = getattr(msg, f"{name}_txn")
         if parent_txn is not None:
@@ -135,6 +151,10 @@ async def prepare(session: AsyncSession, msg: OutboxMessage) -> Prepared:
                 return Prepared(wait_for=parent.id)
             event_id = parent.event_id if parent is not None and parent.status == SENT else None
         events[name] = event_id
+    if msg.event_type == REACTION and events["annotates"] is None:
+        why = f"{PARENT_NOT_SENT}: the reacted-to message was never sent"
+        await mark_attempt(session, msg.id, why, give_up=True)
+        return Prepared(dropped=True)
     content = copy.deepcopy(msg.content)
     if msg.file_id is not None:
         file = await session.get(OutboxFile, msg.file_id)
@@ -167,8 +187,13 @@ def with_relations(
     reply_to: str | None = None,
     thread_root: str | None = None,
     edit_of: str | None = None,
+    annotates: str | None = None,
 ) -> dict[str, Any]:
     """Add ``m.relates_to`` (and for an edit ``m.new_content``) to message content."""
+    if annotates:
+        relation = content.get("m.relates_to") or {}
+        content["m.relates_to"] = {**relation, "rel_type": "m.annotation", "event_id": annotates}
+        return content
     if edit_of:
         new_content = {k: v for k, v in content.items() if k != "m.relates_to"}
         edited = {
@@ -226,3 +251,119 @@ async def exists(session: AsyncSession, txn_id: str) -> bool:
     return (
         await session.scalar(select(OutboxMessage.id).where(OutboxMessage.txn_id == txn_id))
     ) is not None
+
+
+async def sent_event(session: AsyncSession, room_id: str, event_id: str) -> OutboxMessage | None:
+    """The bot's message that became ``event_id`` in ``room_id`` (None for anyone else's)."""
+    return await session.scalar(
+        select(OutboxMessage).where(
+            OutboxMessage.event_id == event_id, OutboxMessage.room_id == room_id
+        )
+    )
+
+
+async def reaction_keys(session: AsyncSession, txn_id: str) -> set[str]:
+    """The reaction keys the bot queued on its message ``txn_id`` (its tap-to-answer keys)."""
+    rows = await session.scalars(
+        select(OutboxMessage.content).where(
+            OutboxMessage.annotates_txn == txn_id, OutboxMessage.event_type == REACTION
+        )
+    )
+    return {str((c.get("m.relates_to") or {}).get("key")) for c in rows}
+
+
+# --- why a message was not sent, and who goes first ----------------------------------------------
+
+# What a failed message's ``last_error`` ("CODE: message", as the sender stores the homeserver's
+# answer) means, in a word the templates turn into text (``_labels.j2`` ``send_cause``). The one
+# place a homeserver error code is interpreted.
+TOO_LARGE = "too_large"
+NOT_IN_ROOM = "not_in_room"
+NO_PERMISSION = "no_permission"
+BANNED = "banned"
+FORBIDDEN = "forbidden"
+ROOM_GONE = "room_gone"
+SERVER_ERROR = "server_error"
+REJECTED = "rejected"
+PARENT_FAILED = "parent_failed"
+NO_ANSWER = "no_answer"
+OTHER = "other"
+
+_ERRCODE = re.compile(r"^([A-Z][A-Z0-9_.]*_[A-Z0-9_.]+|\d{3}): ?")
+_CAUSES = {
+    "M_TOO_LARGE": TOO_LARGE,
+    "M_NOT_JOINED": NOT_IN_ROOM,  # Synapse with MSC3848's codes
+    "M_INSUFFICIENT_POWER": NO_PERMISSION,
+    "M_NOT_FOUND": ROOM_GONE,
+    "M_UNKNOWN_ROOM": ROOM_GONE,
+    "M_UNKNOWN": SERVER_ERROR,
+    "M_BAD_JSON": REJECTED,
+    "M_NOT_JSON": REJECTED,
+    PARENT_NOT_SENT: PARENT_FAILED,
+}
+
+
+def error_code(last_error: str | None) -> str | None:
+    """The homeserver's error code of a stored ``last_error`` (``M_FORBIDDEN``); None when it
+    holds no code (a network error: the homeserver never answered)."""
+    m = _ERRCODE.match(last_error or "")
+    return m[1] if m else None
+
+
+def failure_cause(last_error: str | None) -> str:
+    """Why a message failed, in one word of the constants above. M_FORBIDDEN is told apart by
+    Synapse's message: not in the room (removed, never invited), banned, or too low a power
+    level to post."""
+    code = error_code(last_error)
+    if code is None:
+        return NO_ANSWER if last_error else OTHER
+    if code == "M_FORBIDDEN":
+        text = (last_error or "").lower()
+        if "banned" in text:
+            return BANNED
+        if "not in room" in text or "not joined" in text:
+            return NOT_IN_ROOM
+        if "permission" in text or "power" in text or "send_level" in text:
+            return NO_PERMISSION
+        return FORBIDDEN
+    return _CAUSES.get(code, OTHER)
+
+
+def failed_with(code: str) -> ColumnElement[bool]:
+    """SQL: the message failed with this homeserver error code (e.g. ``M_TOO_LARGE``)."""
+    return and_(OutboxMessage.status == FAILED, OutboxMessage.last_error.like(f"{code}:%"))
+
+
+# Ranks of messages waiting for the homeserver (lower goes first; see bot.sender.SendGate).
+ANSWER, FAN_OUT = 0, 1
+
+
+def answers_person(msg: OutboxMessage) -> bool:
+    """Does this message answer someone who is waiting for it? Its cause is a person's event
+    (an inbox event id) and it is a reply (to that event, or to the question it answers), or a
+    tap-to-answer key under such a question. Fan-out (notices, jobs) and messages a command
+    posts into other rooms are not: they may wait behind the answers."""
+    if not (msg.cause or "").startswith("$"):
+        return False
+    return bool(msg.reply_to_event or msg.reply_to_txn or msg.annotates_txn)
+
+
+def rank(msg: OutboxMessage) -> tuple[int, int]:
+    """Order of messages from different rooms waiting for the homeserver: answers to people
+    first, then the oldest (a room's own messages always go in id order)."""
+    return (ANSWER if answers_person(msg) else FAN_OUT, msg.id)
+
+
+async def failed_by_cause(
+    session: AsyncSession, ids: list[int]
+) -> dict[str | None, list[OutboxMessage]]:
+    """Those of these messages that were given up on, by their cause, oldest first."""
+    rows = await session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == FAILED)
+        .order_by(OutboxMessage.id)
+    )
+    grouped: dict[str | None, list[OutboxMessage]] = {}
+    for row in rows:
+        grouped.setdefault(row.cause, []).append(row)
+    return grouped

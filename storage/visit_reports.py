@@ -5,6 +5,10 @@ serve at least once a month. A pair counts for a month when the assignment overl
 member who took an enterprise over mid-month still owes that month's visit, and history stays
 true after people or enterprises leave the roster. A month is given by its first and last
 day (bot.dates.month_bounds).
+
+Each visit counted is also marked where it was made (storage.visits.siting: 现场 on site, 异地
+away, 未定位 not located) against the on-site radius the caller passes (config
+``visits.onsite_radius_m``).
 """
 
 from __future__ import annotations
@@ -13,11 +17,47 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Assignment, Enterprise, Grid, Person
-from storage.visits import Visit
+from storage.visits import AWAY, NOT_LOCATED, ON_SITE, ONSITE_RADIUS_M, Siting, Visit, siting
+
+
+@dataclass(frozen=True)
+class VisitMark:
+    """One visit of a pair in the month: its id, day and where it was made."""
+
+    code: str
+    day: date
+    siting: Siting
+
+
+@dataclass
+class Sitings:
+    """How many visits were on site, away and not located, and the farthest away (metres)."""
+
+    onsite: int = 0
+    away: int = 0
+    unlocated: int = 0
+    farthest: float | None = None
+
+    def add(self, mark: Siting) -> None:
+        if mark.kind == ON_SITE:
+            self.onsite += 1
+        elif mark.kind == AWAY:
+            self.away += 1
+            if mark.distance_m is not None:
+                self.farthest = max(self.farthest or 0.0, mark.distance_m)
+        elif mark.kind == NOT_LOCATED:
+            self.unlocated += 1
+
+
+def tally(marks: Iterable[Siting]) -> Sitings:
+    out = Sitings()
+    for mark in marks:
+        out.add(mark)
+    return out
 
 
 @dataclass
@@ -31,10 +71,16 @@ class Pair:
     until: date | None
     visits: int = 0
     last: date | None = None
+    # The month's visits, in date order, each marked on site / away / not located.
+    marks: list[VisitMark] = field(default_factory=list)
 
     @property
     def visited(self) -> bool:
         return self.visits > 0
+
+    @property
+    def sitings(self) -> Sitings:
+        return tally(m.siting for m in self.marks)
 
 
 @dataclass
@@ -59,6 +105,10 @@ class MemberRow:
     @property
     def missing(self) -> list[Pair]:
         return [p for p in self.pairs if not p.visited]
+
+    @property
+    def sitings(self) -> Sitings:
+        return tally(m.siting for p in self.pairs for m in p.marks)
 
 
 @dataclass
@@ -90,9 +140,10 @@ async def pairs_for_month(
     grid_ids: Iterable[int] | None = None,
     person_id: int | None = None,
     upto: date | None = None,
+    radius_m: float = ONSITE_RADIUS_M,
 ) -> list[Pair]:
     """Every (member, enterprise) pair due in the month (its first and last day), with visits
-    counted up to ``upto``."""
+    counted up to ``upto``, each marked against ``radius_m``."""
     first, last = month
     end = min(last, upto) if upto else last
     q = (
@@ -120,21 +171,30 @@ async def pairs_for_month(
             known.until = a.until
     if not pairs:
         return []
-    counts = await session.execute(
+    visits = await session.execute(
         select(
-            Visit.person_id, Visit.enterprise_id, func.count(Visit.id), func.max(Visit.visit_date)
+            Visit.person_id,
+            Visit.enterprise_id,
+            Visit.code,
+            Visit.visit_date,
+            Visit.latitude,
+            Visit.accuracy_m,
+            Visit.distance_m,
         )
         .where(
             Visit.visit_date >= first,
             Visit.visit_date <= end,
             Visit.person_id.in_({k[0] for k in pairs}),
         )
-        .group_by(Visit.person_id, Visit.enterprise_id)
+        .order_by(Visit.visit_date, Visit.id)
     )
-    for pid, eid, n, last_day in counts:
+    for pid, eid, code, day, latitude, accuracy, distance in visits:
         pair = pairs.get((pid, eid))
-        if pair is not None:
-            pair.visits, pair.last = int(n), last_day
+        if pair is None:
+            continue
+        mark = siting(distance, radius_m, shared=latitude is not None, accuracy_m=accuracy)
+        pair.marks.append(VisitMark(code, day, mark))
+        pair.visits, pair.last = pair.visits + 1, day
     return sorted(pairs.values(), key=lambda x: (x.person_name, x.person_id, x.enterprise_name))
 
 
@@ -168,12 +228,13 @@ async def coverage(
     grids: list[Grid],
     *,
     upto: date | None = None,
+    radius_m: float = ONSITE_RADIUS_M,
 ) -> list[GridCoverage]:
     """Per grid: the member × enterprise pairs of the month, and enterprises nobody serves."""
     if not grids:
         return []
     ids = [g.id for g in grids]
-    pairs = await pairs_for_month(session, month, grid_ids=ids, upto=upto)
+    pairs = await pairs_for_month(session, month, grid_ids=ids, upto=upto, radius_m=radius_m)
     first, last = month
     served = {p.enterprise_id for p in pairs}
     enterprises = await session.execute(

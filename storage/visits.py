@@ -8,12 +8,14 @@ T-2026-0001) that other features (hazards, escalations) can quote.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -44,6 +46,40 @@ VISIT_PREFIX = "V"
 MEETING_PREFIX = "M"
 TRAINING_PREFIX = "T"
 
+# Where a visit was made, measured against the enterprise's coordinates (see ``siting``).
+ON_SITE = "onsite"  # 现场: shared within the radius
+AWAY = "away"  # 异地: shared farther than the radius
+NOT_LOCATED = "unlocated"  # 未定位: nothing shared, or the enterprise has no coordinates
+# The default of config ``visits.onsite_radius_m``.
+ONSITE_RADIUS_M = 500.0
+
+
+@dataclass(frozen=True)
+class Siting:
+    """How a visit is marked: ``kind`` (ON_SITE, AWAY, NOT_LOCATED) and the distance to the
+    enterprise when known; ``shared`` tells a NOT_LOCATED visit whose point was shared (the
+    enterprise has no coordinates) from one where none was."""
+
+    kind: str
+    distance_m: float | None = None
+    shared: bool = False
+    accuracy_m: float | None = None
+
+
+def siting(
+    distance_m: float | None,
+    radius_m: float,
+    *,
+    shared: bool | None = None,
+    accuracy_m: float | None = None,
+) -> Siting:
+    """The one rule: on site when the shared point lies within ``radius_m`` of the enterprise
+    (the boundary counts as on site), away beyond it, not located when there is no distance."""
+    if distance_m is None:
+        return Siting(NOT_LOCATED, None, bool(shared), accuracy_m)
+    kind = ON_SITE if distance_m <= radius_m else AWAY
+    return Siting(kind, distance_m, True, accuracy_m)
+
 
 class Visit(Base):
     """One on-site visit by a level-2 member to an enterprise they serve."""
@@ -64,16 +100,34 @@ class Visit(Base):
     problems: Mapped[str | None] = mapped_column(Text)
     # mxc:// urls of the photos, in the order sent.
     photos: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Voice notes and documents, in the order sent: {msgtype (m.audio or m.file), url (mxc://),
+    # name, info {mimetype, size, duration}} (bot.evidence).
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Where it was recorded, and the member's confirming message there.
     room_id: Mapped[str] = mapped_column(String(255))
     event_id: Mapped[str | None] = mapped_column(String(255))
     # The enterprise room the record was posted to, and that outbox row (its event id once sent).
     posted_room_id: Mapped[str | None] = mapped_column(String(255))
     posted_outbox_id: Mapped[int | None] = mapped_column(Integer)
+    # The location the member shared (m.location; WGS-84 degrees, the phone's accuracy in
+    # metres) and its distance to the enterprise's coordinates: None when nothing was shared,
+    # or (distance only) when the enterprise had no coordinates.
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
 
     person: Mapped[Person] = relationship()
     enterprise: Mapped[Enterprise] = relationship()
+
+    def siting(self, radius_m: float) -> Siting:
+        return siting(
+            self.distance_m,
+            radius_m,
+            shared=self.latitude is not None,
+            accuracy_m=self.accuracy_m,
+        )
 
 
 class Meeting(Base):
@@ -202,7 +256,7 @@ async def language_of(session: AsyncSession, user_id: str) -> str | None:
 
 async def get_visit(session: AsyncSession, code: str) -> Visit | None:
     """A visit by its id (V-2026-0001), e.g. for /hazard V-2026-0001."""
-    return await session.scalar(select(Visit).where(Visit.code == code.strip().upper()))
+    return await session.scalar(select(Visit).where(Visit.code == codes.typed(code).upper()))
 
 
 async def meeting_grids_in(session: AsyncSession, first: date, last: date) -> set[int]:

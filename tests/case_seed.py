@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
+from sqlalchemy import select
+
 from storage.db import Database
 from storage.models import (
     AdminUnit,
@@ -112,3 +114,22 @@ async def seed_case_grid(db: Database, mxids: dict[str, str]) -> CaseGrid:
                     )
                 )
     return grid
+
+
+async def make_chief_office_director(db: Database, grid: CaseGrid) -> None:
+    """The level-2 chief 李卫东 becomes the level-1 office director as well (周芳 stays in the
+    office as a member): one person in two rooms' alerts, rung once per event."""
+    async with db.transaction() as s:
+        people = {p.matrix_id: p for p in await s.scalars(select(Person))}
+        chief, director = people[grid.mxids["l2chief"]], people[grid.mxids["l1office"]]
+        role = await s.scalar(select(Role).where(Role.person_id == director.id))
+        assert role is not None
+        role.kind = RoleKind.L1_OFFICE_MEMBER
+        s.add(
+            Role(
+                person_id=chief.id,
+                kind=RoleKind.L1_OFFICE_DIRECTOR,
+                grid_id=grid.grids["l1"],
+                since=SINCE,
+            )
+        )

@@ -78,18 +78,54 @@ class DispatchHarness:
         for m in modules:
             self.scheduler.include(m)
         self._seen = 0
+        self._last = 0
+        self.taps: list[str] = []
+        self.last_message = 0
 
     async def say(
         self, sender: str, body: str, room: str = "!room:localhost", **content: Any
     ) -> list[str]:
         """Deliver one message event and return the plain bodies the bot queued in answer."""
-        n = next(_ids)
+        return await self.deliver(
+            sender, "m.room.message", {"msgtype": "m.text", "body": body, **content}, room
+        )
+
+    async def tap(
+        self, sender: str, event_id: str, key: str, room: str = "!room:localhost"
+    ) -> list[str]:
+        """React with ``key`` to ``event_id``, as tapping a reaction on a phone does."""
+        relates = {"rel_type": "m.annotation", "event_id": event_id, "key": key}
+        return await self.deliver(sender, "m.reaction", {"m.relates_to": relates}, room)
+
+    async def edit(
+        self, sender: str, event_id: str, body: str, room: str = "!room:localhost"
+    ) -> list[str]:
+        """Edit ``event_id`` (m.replace) to say ``body``."""
+        new = {"msgtype": "m.text", "body": body}
+        content = {
+            "msgtype": "m.text",
+            "body": f"* {body}",
+            "m.new_content": new,
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+        }
+        return await self.deliver(sender, "m.room.message", content, room)
+
+    @property
+    def last_event_id(self) -> str:
+        """The event id of the last event delivered."""
+        return f"$ev{self._last}"
+
+    async def deliver(
+        self, sender: str, event_type: str, content: dict[str, Any], room: str = "!room:localhost"
+    ) -> list[str]:
+        """Deliver one event; the plain bodies of the messages the bot queued in answer."""
+        n = self._last = next(_ids)
         source = {
             "event_id": f"$ev{n}",
             "sender": sender,
-            "type": "m.room.message",
+            "type": event_type,
             "origin_server_ts": 1_700_000_000_000 + n,
-            "content": {"msgtype": "m.text", "body": body, **content},
+            "content": content,
         }
         async with self.db.transaction() as s:
             if await s.get(BotSession, BOT) is None:
@@ -102,7 +138,7 @@ class DispatchHarness:
                         source["event_id"],
                         room,
                         sender,
-                        "m.room.message",
+                        event_type,
                         source["origin_server_ts"],
                         source,
                     )
@@ -113,8 +149,29 @@ class DispatchHarness:
         return await self.new_messages()
 
     async def new_messages(self) -> list[str]:
+        """Bodies of the messages queued since last asked; the reactions the bot seeded meanwhile
+        are kept in ``taps`` and the last message's row id in ``last_message``."""
         async with self.db.transaction() as s:
             rows = list(await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
         fresh = rows[self._seen :]
         self._seen = len(rows)
-        return [r.content["body"] for r in fresh]
+        self.taps = [
+            r.content["m.relates_to"]["key"] for r in fresh if r.event_type == "m.reaction"
+        ]
+        messages = [r for r in fresh if r.event_type == "m.room.message"]
+        if messages:
+            self.last_message = messages[-1].id
+        return [r.content["body"] for r in messages]
+
+    async def mark_all_sent(self) -> None:
+        """Pretend the sender sent everything queued: event id ``$out<row id>``."""
+        async with self.db.transaction() as s:
+            for row in await s.scalars(
+                select(OutboxMessage).where(OutboxMessage.event_id.is_(None))
+            ):
+                row.event_id, row.status = f"$out{row.id}", "sent"
+
+    async def tap_last(self, sender: str, key: str, room: str = "!room:localhost") -> list[str]:
+        """Tap ``key`` under the last message the bot queued (sent first, as on a phone)."""
+        await self.mark_all_sent()
+        return await self.tap(sender, f"$out{self.last_message}", key, room)

@@ -1,6 +1,9 @@
 """Synapse fixtures: one homeserver for the whole test session, users made on demand.
 
 ``synapse``        a started :class:`bot.sandbox.homeserver.Synapse` (relaxed rate limits)
+``synapse_default_limits``  another one with Synapse's default rate limits, as a homeserver
+                   is set up out of the box (only logins relaxed, for the test's own clients);
+                   started only for the tests that ask for it (mark them ``homeserver``)
 ``synapse_admin``  (user_id, access_token) of an admin user on it
 ``make_user``      ``await make_user("alice")`` → (user_id, password) of a fresh, unique user
 ``nio_client``     ``await nio_client(user_id, password)`` → a logged-in nio ``AsyncClient``,
@@ -15,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
-from bot.sandbox.homeserver import Synapse
+from bot.sandbox.homeserver import RELAXED_LIMITS, Synapse
 
 MakeUser = Callable[[str], Awaitable[tuple[str, str]]]
 NioClientFactory = Callable[..., Awaitable[AsyncClient]]
@@ -24,6 +27,27 @@ NioClientFactory = Callable[..., Awaitable[AsyncClient]]
 @pytest.fixture(scope="session")
 async def synapse(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Synapse]:
     server = Synapse(tmp_path_factory.mktemp("synapse"), relaxed_limits=True)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# Synapse's default limits but for logins: five a minute from one address would hold up a
+# test's own clients (and the bot logs in only once).
+DEFAULT_LIMITS_BUT_LOGIN: dict[str, object] = {"rc_login": RELAXED_LIMITS["rc_login"]}
+
+
+@pytest.fixture(scope="session")
+async def synapse_default_limits(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Synapse]:
+    server = Synapse(
+        tmp_path_factory.mktemp("synapse-default-limits"),
+        relaxed_limits=False,
+        limits=DEFAULT_LIMITS_BUT_LOGIN,
+    )
     await server.start()
     try:
         yield server

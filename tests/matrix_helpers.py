@@ -15,6 +15,8 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode
 
 from nio import (
     AsyncClient,
@@ -193,3 +195,95 @@ async def send_photo(client: AsyncClient, room: str, name: str = "site.png") -> 
     sent = await client.room_send(room, "m.room.message", content)
     assert isinstance(sent, RoomSendResponse), sent
     return sent.event_id, upload.content_uri
+
+
+def _ogg_crc(data: bytes) -> int:
+    """The CRC-32 of an Ogg page (polynomial 0x04C11DB7, not reflected, initial value 0)."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def _ogg_page(packets: list[bytes], granule: int, seq: int, flags: int) -> bytes:
+    lacing = b"".join(bytes([255] * (len(p) // 255) + [len(p) % 255]) for p in packets)
+    header = struct.pack("<4sBBqIIIB", b"OggS", 0, flags, granule, 0x47524944, seq, 0, len(lacing))
+    page = header + lacing + b"".join(packets)
+    return page[:22] + struct.pack("<I", _ogg_crc(page)) + page[26:]
+
+
+def ogg_opus_silence(seconds: int = 3) -> bytes:
+    """A valid Ogg Opus file of ``seconds`` of silence (mono, 20 ms frames), as a phone's voice
+    note is: the identification and comment headers, then the audio on its own page."""
+    pre_skip = 312
+    head = b"OpusHead" + struct.pack("<BBHIhB", 1, 1, pre_skip, 48000, 0, 0)
+    vendor = b"gridbot-tests"
+    tags = b"OpusTags" + struct.pack("<I", len(vendor)) + vendor + struct.pack("<I", 0)
+    frames = [b"\xf8\xff\xfe"] * (seconds * 50)  # CELT 20 ms silence
+    return (
+        _ogg_page([head], 0, 0, 0x02)
+        + _ogg_page([tags], 0, 1, 0x00)
+        + _ogg_page(frames, pre_skip + seconds * 48000, 2, 0x04)
+    )
+
+
+async def send_voice(
+    client: AsyncClient, room: str, seconds: int = 3
+) -> tuple[str, str, dict[str, Any]]:
+    """Upload a short OGG voice note and post it as Element does (m.audio with
+    ``info.duration`` in ms and ``org.matrix.msc3245.voice``); returns (event id, mxc url,
+    content)."""
+    data = ogg_opus_silence(seconds)
+    upload, _keys = await client.upload(
+        io.BytesIO(data), content_type="audio/ogg", filename="voice.ogg", filesize=len(data)
+    )
+    assert isinstance(upload, UploadResponse), upload
+    duration = seconds * 1000
+    content = {
+        "msgtype": "m.audio",
+        "body": "Voice message",
+        "url": upload.content_uri,
+        "info": {"mimetype": "audio/ogg", "size": len(data), "duration": duration},
+        "org.matrix.msc1767.audio": {"duration": duration, "waveform": [0] * 10},
+        "org.matrix.msc3245.voice": {},
+    }
+    sent = await client.room_send(room, "m.room.message", content)
+    assert isinstance(sent, RoomSendResponse), sent
+    return sent.event_id, upload.content_uri, content
+
+
+async def notifications(client: AsyncClient, *, only: str | None = None) -> list[dict[str, Any]]:
+    """Everything that notified client's user, newest first, every page
+    (``GET /_matrix/client/v3/notifications``; nio has no wrapper): each has the ``event``, its
+    ``room_id`` and the push rule's ``actions``. ``only="highlight"`` keeps the highlights."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        query = {
+            "limit": "100",
+            **({"from": token} if token else {}),
+            **({"only": only} if only else {}),
+        }
+        resp = await client.send(
+            "GET",
+            f"/_matrix/client/v3/notifications?{urlencode(query)}",
+            headers={"Authorization": f"Bearer {client.access_token}"},
+        )
+        body = await resp.json()
+        if resp.status != 200:
+            raise RuntimeError(f"notifications of {client.user_id}: {resp.status} {body}")
+        found.extend(body["notifications"])
+        token = body.get("next_token")
+        if not token or not body["notifications"]:
+            return found
+
+
+def rings_phone(notification: dict[str, Any]) -> bool:
+    """Whether a notification sounds on the phone (the push rule set a sound: a mention, or
+    any message in a one-to-one room), rather than only counting as unread."""
+    return any(
+        isinstance(a, dict) and a.get("set_tweak") == "sound" for a in notification["actions"]
+    )

@@ -157,7 +157,7 @@ async def report_hazard(
     assert "4/9" in (await h.say(who, "3", room))[0]
     assert "5/9" in (await h.say(who, grade, room))[0]
     for i in range(photos):
-        assert f"第 {i + 1} 张" in (await h.photo(who, room, f"before{i}.png"))[0]
+        assert f"已收到 {i + 1} 张照片" in (await h.photo(who, room, f"before{i}.png"))[0]
     assert "6/9" in (await h.say(who, "完成", room))[0]
     assert "7/9" in (await h.say(who, "设置警戒线，专人看守", room))[0]
     assert "8/9" in (await h.say(who, "清理通道内货物，划定禁停线", room))[0]
@@ -463,7 +463,8 @@ async def test_major_hazard_goes_up_at_once_and_chiefs_supervise_and_close(
         l1_alert, *l1_photos = await h.rows(L1)
         assert len(l2_photos) == len(l1_photos) == 2
         assert "⚠ 重大事故隐患 H-2026-0001" in l2_alert.content["body"]
-        assert mentions(l2_alert) == {P["member"], P["l2chief"]}
+        # The member reported it: named, not rung by their own report.
+        assert mentions(l2_alert) == {P["l2chief"]} and "@张敏" in l2_alert.content["body"]
         assert mentions(l1_alert) == {P["l1chief"], P["l1office"]}
         assert "https://matrix.to/#/@l1chief:localhost" in l1_alert.content["formatted_body"]
         for room in (ENT_A, L2, L1):
@@ -690,7 +691,8 @@ async def test_accident_relayed_to_every_level_with_minutes_and_followed_up(
             assert "🚨 事故快报 A-2026-0001" in alert.content["body"]
             assert "（距今 40 分钟）" in alert.content["body"]
             assert "受伤 2 人" in alert.content["body"]
-        assert mentions(l2_alert) == {P["member"], P["l2chief"]}
+        # The member was rung in the enterprise room: here named, not rung twice.
+        assert mentions(l2_alert) == {P["l2chief"]} and "@张敏" in l2_alert.content["body"]
         assert mentions(l1_alert) == {P["l1chief"], P["l1office"]}
 
         root_l2 = await h.root_event("A-2026-0001", L2)
@@ -779,6 +781,9 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
     now = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
     ent = SimpleNamespace(name="赣西物流有限公司")
     people = [Contact("张敏", "@member:localhost"), Contact("无账号", None)]
+    voice = {"msgtype": "m.audio", "url": "mxc://x/v", "name": "Voice message"}
+    voice["info"] = {"mimetype": "audio/ogg", "size": 38912, "duration": 42000}
+    doc = {"msgtype": "m.file", "url": "mxc://x/d", "name": "<b>x方案.pdf", "info": {"size": 99}}
     hz = SimpleNamespace(
         code="H-2026-0001",
         grade="major",
@@ -796,6 +801,8 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
         reporter_name="刘强",
         photos=[{}],
         fix_photos=[],
+        files=[voice, doc],
+        fix_files=[doc],
         rework_count=1,
         supervised=True,
         supervised_by="王建国",
@@ -826,6 +833,7 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
         vehicles="赣J12345",
         account="追尾",
         photos=[],
+        files=[voice],
         updates=1,
         status="reported",
     )
@@ -893,7 +901,16 @@ def _samples() -> dict[str, list[dict[str, Any]]]:
         "hazard_overdue": [{**base, "h": hz, "ent": ent, "n": 1, "late": True, "days": 2}],
         "hazard_overdue_chief": [{**base, "h": hz, "ent": ent, "late": True, "days": 2}],
         "case_photo": [{**base, "stage": s, "index": 1, "total": 2} for s in ("report", "fix-0")],
-        "case_photo_received": [{"count": 2}],
+        "case_evidence_received": [
+            {"photos": p, "files": f, "refused": r}
+            for p, f in ((2, []), (0, [voice, doc]), (1, [doc]))
+            for r in (None, "not_mxc", "unsupported")
+        ],
+        "evidence_caption": [
+            {"code": "H-2026-0001", "stage": s, "index": 1, "total": 2, "item": item}
+            for s in ("report", "accident", "fix-0", "visit")
+            for item in (voice, doc)
+        ],
         "case_ack": [
             {"code": "E-2026-0001", "kind": "request", "action": "take", "status": "taken/level2"}
         ],

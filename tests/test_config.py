@@ -19,6 +19,8 @@ def test_example_config_loads_with_defaults() -> None:
     assert cfg.language == "zh_CN" and cfg.timezone == "Asia/Shanghai"
     assert cfg.timing.visits.reminder_days == [20, 25]
     assert cfg.database_url.startswith("sqlite+aiosqlite://")
+    assert (cfg.limits.roster_file_bytes, cfg.limits.roster_rows) == (20_000_000, 30_000)
+    assert cfg.limits.roster_unpacked_bytes == 50_000_000
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,10 @@ def test_example_config_loads_with_defaults() -> None:
             "languag: is not a known",
         ),
         ("homeserver: [unclosed\n", "not valid YAML at line"),
+        (
+            "homeserver: http://h\nuser_id: '@a:b'\npassword: p\nlimits: {roster_rows: 0}\n",
+            "limits.roster_rows: Input should be greater than or equal to 10",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:

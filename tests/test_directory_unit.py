@@ -134,6 +134,13 @@ EXPECTED: dict[Action, dict[str, set[int]]] = {
     },
     Action.DECLARE_STAFF: {RoleKind.ENT_CHIEF: OWN, RoleKind.ENT_MEMBER: OWN},
     Action.DECIDE_STAFF: {RoleKind.L2_MEMBER: SERVED, RoleKind.L2_CHIEF: GRID_10},
+    Action.REVIEW: {
+        ADMIN: ALL,
+        **dict.fromkeys(L1_KINDS, COUNTY),
+        RoleKind.L2_CHIEF: GRID_10,
+        RoleKind.L2_OFFICE_MEMBER: GRID_10,
+        RoleKind.L2_MEMBER: SERVED,
+    },
 }
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from bot import outgoing
+from bot import outgoing, rings
 from bot.outgoing import Attachment, Outgoing
 from bot.sender import Sender
 from messages import Messages
@@ -31,8 +32,14 @@ async def _send_everything(db: Database, client: Any) -> None:
 
 
 async def test_relations_and_a_shared_file_arrive_as_declared(
-    sqlite_db: Database, make_user: MakeUser, nio_client: NioClientFactory
+    sqlite_db: Database,
+    make_user: MakeUser,
+    nio_client: NioClientFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Only the templates of bot.rings' table may ring: pretend this one rings sometimes.
+    ring = rings.Ring("test", (rings.To("r", "alice", when="a test says so"),))
+    monkeypatch.setitem(rings.RINGS, "internal_error", ring)
     bot_id, bot_pw = await make_user("gridbot")
     alice_id, alice_pw = await make_user("alice")
     bot = await nio_client(bot_id, bot_pw)
@@ -51,7 +58,9 @@ async def test_relations_and_a_shared_file_arrive_as_declared(
             return outgoing.queue(s, messages, message, locale="zh_CN", cause="test")
 
         root = q(Outgoing(rooms[0], "internal_error"))
-        in_thread = q(Outgoing(rooms[0], "internal_error", thread_root=root, rings=True))
+        in_thread = q(
+            Outgoing(rooms[0], "internal_error", thread_root=root, rings=True, mentions=[alice_id])
+        )
         q(Outgoing(rooms[0], "internal_error", reply_to=in_thread, mentions=[alice_id]))
         q(Outgoing(rooms[0], "nothing_to_cancel", {}, edit_of=root))
         for room in rooms:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from nio import RoomSendResponse, UploadResponse
 from sqlalchemy import select
 
-from bot import outgoing
+from bot import outgoing, rings
 from bot.outgoing import Attachment, Outgoing
 from bot.sender import Sender
 from messages import Messages
@@ -52,11 +53,19 @@ def _queue(s: Any, message: Outgoing) -> OutboxMessage:
     return outgoing.queue(s, Messages(), message, locale="zh_CN", cause="test")
 
 
-async def test_thread_reply_and_edit_resolve_to_the_parents_sent_event_ids(db: Database) -> None:
+async def test_thread_reply_and_edit_resolve_to_the_parents_sent_event_ids(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the templates of bot.rings' table may ring: pretend this one rings sometimes.
+    ring = rings.Ring("test", (rings.To("r", "b", when="a test says so"),))
+    monkeypatch.setitem(rings.RINGS, "internal_error", ring)
     async with db.transaction() as s:
         root = _queue(s, Outgoing("!r:x", "internal_error"))
         in_thread = _queue(s, Outgoing("!r:x", "internal_error", thread_root=root))
-        reply = _queue(s, Outgoing("!r:x", "internal_error", reply_to=in_thread, rings=True))
+        reply = _queue(
+            s,
+            Outgoing("!r:x", "internal_error", reply_to=in_thread, rings=True, mentions=["@b:x"]),
+        )
         _queue(s, Outgoing("!r:x", "internal_error", edit_of=root, mentions=["@a:x"]))
     client = RecordingClient()
     await _send_all(db, client)

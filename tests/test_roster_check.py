@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import select, update
 
 from bot.roster.apply import import_roster
 from bot.roster.check import GapKind, check_coverage, coverage_summary
-from bot.roster.commands import cmd_check
+from bot.roster.commands import cmd_check, cmd_import
 from bot.sandbox import DEMO_ROSTER
 from storage.db import Database
 from storage.models import Assignment, Enterprise, Grid, Person, Role, RoleKind
@@ -35,12 +36,26 @@ async def test_the_demo_county_has_full_coverage(db: Database) -> None:
     assert result.errors == []
     assert await check_coverage(db) == []
     summary = await coverage_summary(db)
-    assert (summary.units, summary.level1_grids, summary.level2_grids) == (1, 1, 5)
+    # 江西省, 萍乡市 and 芦溪县: the units the import added (see the test below).
+    assert (summary.units, summary.level1_grids, summary.level2_grids) == (3, 1, 5)
+    assert summary.units_by_kind == {"province": 1, "city": 1, "county": 1}
     assert (summary.enterprises, summary.level2_members) == (15, 9)
     out = io.StringIO()
     assert await cmd_check(db, out=out) == 0
     text = out.getvalue()
     assert "企业 15" in text and "检查通过 / full coverage, check passed" in text
+
+
+async def test_check_counts_the_units_the_import_added(sqlite_db: Database) -> None:
+    """The import said 单位 3 (province, city, county), the check said 单位 1 (it counted the
+    counties with a level-1 grid): both now count every active unit."""
+    out = io.StringIO()
+    assert await cmd_import(sqlite_db, DEMO, dry_run=False, out=out) == 0
+    added = re.search(r"新增 / added（\d+）：单位 (\d+)", out.getvalue())
+    assert added is not None and added.group(1) == "3", out.getvalue()
+    out = io.StringIO()
+    assert await cmd_check(sqlite_db, out=out) == 0
+    assert "单位 3（省 1，设区市 1，县 1），一级网格 1" in out.getvalue(), out.getvalue()
 
 
 async def test_gaps_left_blank_in_the_file(db: Database, tmp_path: Path) -> None:

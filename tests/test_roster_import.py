@@ -292,7 +292,7 @@ def test_xlsx_title_row_and_row_numbers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
-        ("roster.txt", b"x", "不支持的文件类型"),
+        ("roster.docx", b"x", "不支持的文件类型"),  # .txt is Excel's Unicode text
         ("roster.xls", b"x", "不支持的文件类型"),
         ("broken.xlsx", b"not a zip", "不是有效的 Excel 文件"),
         ("broken.yaml", b"rows: [a, {b: 1", "不是有效的 YAML"),

@@ -65,7 +65,11 @@ async def _run_until_sent(sender: Sender, db: Database, limit: float = 10) -> No
     await send_until_empty(sender, db, limit)
 
 
-async def test_429_waits_retry_after_and_other_rooms_go_on(sqlite_db: Database) -> None:
+async def test_a_429_pauses_every_room_once_and_the_retry_keeps_the_txn_id(
+    sqlite_db: Database,
+) -> None:
+    """Synapse's message limit is the bot's, in every room: after a 429 no room sends until
+    retry_after_ms has passed (nobody runs into the same limit meanwhile)."""
     slow = await _queue(sqlite_db, "!slow:x", 2)
     fast = await _queue(sqlite_db, "!fast:x", 3)
     client = ScriptedClient({"!slow:x": ["429:400", "ok", "ok"]})
@@ -73,10 +77,77 @@ async def test_429_waits_retry_after_and_other_rooms_go_on(sqlite_db: Database) 
     await _run_until_sent(sender, sqlite_db)
     assert client.delivered["!slow:x"] == slow and client.delivered["!fast:x"] == fast
     slow_calls = [c for c in client.calls if c[0] == "!slow:x"]
-    fast_done = max(c[2] for c in client.calls if c[0] == "!fast:x")
+    limited_at = slow_calls[0][2]
     assert slow_calls[0][1] == slow_calls[1][1], "the retry reuses the transaction id"
-    assert slow_calls[1][2] - slow_calls[0][2] >= 0.39, "waited retry_after_ms"
-    assert fast_done < slow_calls[1][2], "the other room was not held up"
+    later = [c[2] - limited_at for c in client.calls if c[2] > limited_at]
+    assert later and min(later) >= 0.39, "every room waited retry_after_ms"
+    assert len(client.calls) == 6, "one 429, and nobody ran into it again"
+
+
+class RateLimitedClient(ScriptedClient):
+    """Synapse's rc_message for one sender, in every room: a burst, then ``rate`` a second;
+    over it a 429 with the wait until the next message may go. Each request takes a little
+    while, as over a network."""
+
+    def __init__(self, burst: int, rate: float) -> None:
+        super().__init__({})
+        self.burst, self.rate = burst, rate
+        self.tokens, self.at = float(burst), self.loop.time()
+        self.limited = 0
+        self.holding = asyncio.Event()  # set at the first 429
+        self.sent: list[tuple[str, str, float]] = []  # (room, body, time) of each accepted
+
+    async def room_send(
+        self,
+        room_id: str,
+        _type: str,
+        content: dict[str, Any],
+        tx_id: str,
+        ignore_unverified_devices: bool = True,
+    ) -> Any:
+        await asyncio.sleep(0.004)
+        now = self.loop.time()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.calls.append((room_id, tx_id, now))
+        if self.tokens < 1:
+            self.limited += 1
+            self.holding.set()
+            wait_ms = int((1 - self.tokens) / self.rate * 1000) + 1
+            return RoomSendError("Too Many Requests", "M_LIMIT_EXCEEDED", wait_ms)
+        self.tokens -= 1
+        self.sent.append((room_id, content["body"], now))
+        return await super().room_send(room_id, _type, content, tx_id)
+
+
+async def test_an_answer_goes_ahead_of_a_rate_limited_fan_out(sqlite_db: Database) -> None:
+    """A broadcast to 20 rooms is held by the homeserver's rate limit; a reply to a person's
+    command queued meanwhile is the next message out, not the last. One room's own messages
+    keep their order, and the workers do not hammer the homeserver: about one 429 per message."""
+    async with sqlite_db.transaction() as s:
+        for i in range(20):
+            outbox.enqueue(s, f"!ent{i:02d}:x", {"body": f"post {i}"}, cause="notice:N-2026-0001")
+        for n in range(3):  # one room gets several: they must stay in order
+            outbox.enqueue(s, "!ent00:x", {"body": f"more {n}"}, cause="notice:N-2026-0001")
+    client = RateLimitedClient(burst=3, rate=25)
+    sender = Sender(client, sqlite_db)  # type: ignore[arg-type]
+    task = asyncio.create_task(send_until_empty(sender, sqlite_db))
+    await asyncio.wait_for(client.holding.wait(), 5)
+    async with sqlite_db.transaction() as s:  # a person's command came in: its reply
+        outbox.enqueue(s, "!dm:x", {"body": "answer"}, cause="$cmd", reply_to="$cmd")
+    queued_at = client.loop.time()
+    await task
+    after = [body for _room, body, at in client.sent if at >= queued_at]
+    assert after.index("answer") <= 1, after  # at most the one already on its way
+    assert [b for r, b, _ in client.sent if r == "!ent00:x"] == [
+        "post 0",
+        "more 0",
+        "more 1",
+        "more 2",
+    ]
+    # The requests in flight when the limit was first hit (16 slots), then about one 429 per
+    # message: the server's bucket refills one message at a time.
+    assert client.limited <= len(client.sent) + 16, "each worker waited for its own 429"
 
 
 async def test_network_loss_retries_with_the_same_txn_id(sqlite_db: Database) -> None:
@@ -126,3 +197,34 @@ async def test_settled_waits_until_the_send_in_flight_has_its_event_id(sqlite_db
         row = await s.scalar(select(OutboxMessage))
     assert row is not None and row.event_id == f"$ev-{txn}", "stored before settled returned"
     await task
+
+
+async def test_after_a_passing_429_the_sender_widens_again(sqlite_db: Database) -> None:
+    """One 429, then a homeserver that takes everything: after the pause the sends go one at a
+    time only until two in a row succeed, then as many at once as before."""
+    async with sqlite_db.transaction() as s:
+        for i in range(40):
+            outbox.enqueue(s, f"!r{i:02d}:x", {"body": f"m {i}"}, cause="notice:N-2026-0001")
+
+    class Busy(ScriptedClient):
+        def __init__(self) -> None:
+            super().__init__({"!r00:x": ["429:200"]})
+            self.now = 0
+            self.after: list[int] = []  # requests in flight at each start after the pause
+
+        async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> Any:
+            self.now += 1
+            limited = [c[2] for c in self.calls if c[0] == "!r00:x"]
+            if limited and self.loop.time() >= limited[0] + 0.19:  # after the pause
+                self.after.append(self.now)
+            try:
+                await asyncio.sleep(0.02)
+                return await super().room_send(room_id, *args, **kwargs)
+            finally:
+                self.now -= 1
+
+    client = Busy()
+    await _run_until_sent(Sender(client, sqlite_db), sqlite_db)  # type: ignore[arg-type]
+    assert len(client.delivered) == 40
+    assert client.after[0] == 1, client.after  # one at a time after the pause…
+    assert max(client.after) > 4, client.after  # …then as wide as before

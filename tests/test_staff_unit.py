@@ -142,7 +142,11 @@ def test_codes() -> None:
 
 async def _rows(db: Database, after: int = 0) -> list[OutboxMessage]:
     async with db.transaction() as s:
-        query = select(OutboxMessage).where(OutboxMessage.id > after).order_by(OutboxMessage.id)
+        query = (
+            select(OutboxMessage)
+            .where(OutboxMessage.id > after, OutboxMessage.event_type == "m.room.message")
+            .order_by(OutboxMessage.id)
+        )
         return list(await s.scalars(query))
 
 

@@ -1,6 +1,7 @@
 """Visits end to end on the real Synapse: a member logs a visit with a photo from a nio client,
 the bot restarts in the middle, the record shows up in the enterprise room, /visits counts it,
-and reminders and month-end summaries arrive on a controllable clock, once, late if missed."""
+and reminders and month-end summaries arrive on a controllable clock, once, late if missed; a
+location shared from the client (a real m.location) marks a visit 异地 (away) or 现场 (on site)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from nio import AsyncClient
 
 from bot.commands import DIRECT
 from bot.dates import today
+from storage.models import Enterprise
 from tests.bot_harness import BotFactory, BotUnderTest
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import (
@@ -123,10 +125,11 @@ async def test_visit_with_photo_across_a_restart_then_report(
     await bot.start()
     assert await ask(member, dm, bot, "今天") == f"{GANXI}，{day}。这次检查了什么？请简要描述。"
     assert "发现了什么问题" in await ask(member, dm, bot, "检查了车辆动态监控")
-    assert "请发送现场照片" in await ask(member, dm, bot, "一辆车GPS离线")
+    assert "请共享你现在的位置" in await ask(member, dm, bot, "一辆车GPS离线")
+    assert "请发送现场照片" in await ask(member, dm, bot, "跳过")
     photo_event, mxc = await send_photo(member, dm)
     assert await reply_body(member, dm, bot, photo_event) == (
-        "已收到第 1 张照片。继续发送，或回复「完成」。"
+        "已收到 1 张照片。继续发送，或回复「完成」。"
     )
     summary = await ask(member, dm, bot, "完成")
     assert "发现问题：一辆车GPS离线" in summary and "照片：1 张" in summary
@@ -218,3 +221,64 @@ async def test_reminders_and_summaries_on_a_controlled_clock(
         assert "2 个二级网格中有 2 个未登记会议" in quarter.body
         assert mentions(quarter) == [c["l1chief"].user_id] and msgtype(quarter) == "m.text"
         await bot.stop()
+
+
+async def share_location(client: AsyncClient, room: str, geo_uri: str) -> str:
+    """What Element sends for "share my current location": an m.location with its geo: URI
+    (and the extensible-events fields beside it); returns the event id."""
+    content = {
+        "msgtype": "m.location",
+        "body": f"Location {geo_uri}",
+        "geo_uri": geo_uri,
+        "org.matrix.msc3488.location": {"uri": geo_uri, "description": None},
+        "org.matrix.msc3488.asset": {"type": "m.self"},
+        "org.matrix.msc1767.text": f"Location {geo_uri}",
+    }
+    resp = await client.room_send(room, "m.room.message", content)
+    event_id = getattr(resp, "event_id", None)
+    assert isinstance(event_id, str), resp
+    return event_id
+
+
+async def test_a_shared_location_marks_the_visit_away_or_on_site(
+    gridbot: BotFactory, make_user: MakeUser, nio_client: NioClientFactory
+) -> None:
+    uid, password = await make_user("member")  # only the member needs an account here
+    bot = await gridbot()
+    g = await seed_visit_grid(bot.db, {"member": uid})
+    async with bot.db.transaction() as s:  # the roster's 经度/纬度 of 赣西物流
+        ganxi = await s.get(Enterprise, g.enterprises[GANXI])
+        assert ganxi is not None
+        ganxi.latitude, ganxi.longitude = 27.63, 113.85
+    member = await nio_client(uid, password)
+    await bot.start()
+    dm = await room_for(bot, member, DIRECT, direct=True)
+    day = today(TZ).isoformat()
+
+    await ask(member, dm, bot, "/走访")
+    for answer in ("物流", "今天", "查了车辆动态监控"):
+        await ask(member, dm, bot, answer)
+    assert "请共享你现在的位置" in await ask(member, dm, bot, "无")
+    # About 2 km north of the enterprise (0.018° of latitude): away.
+    shared = await share_location(member, dm, "geo:27.648,113.85;u=20")
+    assert (await reply_body(member, dm, bot, shared)).startswith(
+        "已收到位置：异地（距企业 2.0 km，定位精度 ±20 m）。\n请发送现场照片"
+    )
+    assert "\n位置：异地（距企业 2.0 km" in await ask(member, dm, bot, "跳过")
+    saved = await ask(member, dm, bot, "确认")
+    assert f"已保存走访记录 V-{day[:4]}-0001" in saved and "\n位置：异地（距企业 2.0 km" in saved
+
+    # The one-line form, the location shared at the summary, on the spot: on site.
+    assert "位置：未定位" in await ask(member, dm, bot, "/visit 赣西物流 查了消防器材，无问题")
+    shared = await share_location(member, dm, "geo:27.6302,113.8501")
+    assert await reply_body(member, dm, bot, shared) == (
+        "已收到位置：现场（距企业 24 m）。回复「确认」保存，「取消」放弃。"
+    )
+    assert "\n位置：现场（距企业 24 m）" in await ask(member, dm, bot, "确认")
+
+    mine = await ask(member, dm, bot, "/走访情况")
+    assert f"✓ {GANXI} ×2（最近 {day}）" in mine
+    assert f"V-{day[:4]}-0001 {day} 异地 2.0 km" in mine
+    assert f"V-{day[:4]}-0002 {day} 现场" in mine
+    assert await bot.messages_when_idle(member, dm) == []  # one answer to each, nothing else
+    await bot.stop()

@@ -75,7 +75,9 @@ class Outbox:
             rows = list(
                 await s.scalars(
                     select(OutboxMessage)
-                    .where(OutboxMessage.id > self.last)
+                    .where(
+                        OutboxMessage.id > self.last, OutboxMessage.event_type == "m.room.message"
+                    )
                     .order_by(OutboxMessage.id)
                 )
             )
@@ -90,6 +92,11 @@ def image(n: int) -> dict[str, Any]:
         "url": f"mxc://localhost/photo{n}",
         "info": {"mimetype": "image/png"},
     }
+
+
+def location(geo_uri: str) -> dict[str, Any]:
+    """The content Element sends for "share my current location" (m.location)."""
+    return {"msgtype": "m.location", "geo_uri": geo_uri}
 
 
 def mentions(row: OutboxMessage) -> list[str]:
@@ -143,20 +150,26 @@ async def test_visit_conversation_reasks_bad_answers_then_saves(sqlite_db: Datab
         out = await h.say(MEMBER, "昨天")
         assert out == [f"{HAZMAT}，2026-11-19。这次检查了什么？请简要描述。"]
         assert "发现了什么问题" in (await h.say(MEMBER, "检查了危险品车辆动态监控"))[0]
-        assert "请发送现场照片" in (await h.say(MEMBER, "两辆车GPS离线"))[0]
+        assert "请共享你现在的位置" in (await h.say(MEMBER, "两辆车GPS离线"))[0]
+        assert "附件/➕ → 位置" in (await h.say(MEMBER, "在现场"))[0]
+        assert "请发送现场照片" in (await h.say(MEMBER, "跳过"))[0]
         assert "发完回复「完成」" in (await h.say(MEMBER, "还有吗"))[0]
         assert await h.say(MEMBER, "1.png", **image(1)) == [
-            "已收到第 1 张照片。继续发送，或回复「完成」。"
+            "已收到 1 张照片。继续发送，或回复「完成」。"
         ]
-        assert (await h.say(MEMBER, "2.png", **image(2)))[0].startswith("已收到第 2 张照片")
+        assert (await h.say(MEMBER, "2.png", **image(2)))[0].startswith("已收到 2 张照片")
         pdf = {
             "msgtype": "m.file",
             "url": "mxc://localhost/doc",
             "info": {"mimetype": "application/pdf"},
         }
-        assert "只能附加图片" in (await h.say(MEMBER, "a.pdf", **pdf))[0]
+        # A PDF is kept as evidence beside the photos (bot.evidence); a video is not.
+        assert (await h.say(MEMBER, "a.pdf", **pdf))[0].startswith("已收到 2 张照片、1 个文件")
+        video = {"msgtype": "m.video", "url": "mxc://localhost/v", "info": {}}
+        assert "这个文件没有收下" in (await h.say(MEMBER, "v.mp4", **video))[0]
         out = await h.say(MEMBER, "完成")
         assert "发现问题：两辆车GPS离线" in out[0] and "照片：2 张" in out[0]
+        assert "语音和文件：文件 a.pdf" in out[0]
         out = await h.say(MEMBER, "嗯")
         assert out[0].startswith("请回复「确认」保存") and "请核对走访记录" in out[0]
         out = await h.say(MEMBER, "确认")
@@ -172,6 +185,9 @@ async def test_visit_conversation_reasks_bad_answers_then_saves(sqlite_db: Datab
         assert v.visit_date == date(2026, 11, 19)
         assert v.checked == "检查了危险品车辆动态监控" and v.problems == "两辆车GPS离线"
         assert v.photos == ["mxc://localhost/photo1", "mxc://localhost/photo2"]
+        assert [(f["msgtype"], f["url"], f["name"]) for f in v.files] == [
+            ("m.file", "mxc://localhost/doc", "a.pdf")
+        ]
         assert v.room_id == DM and v.event_id and v.posted_room_id is None
 
 
@@ -186,7 +202,7 @@ async def test_one_line_visit_and_the_enterprise_room_post(sqlite_db: Database) 
         assert out[0].startswith("请核对走访记录")
         assert "日期：2026-11-20" in out[0] and "发现问题：无" in out[0]
         assert await h.say(MEMBER, "1.png", **image(1)) == [
-            "已附加照片，共 1 张。回复「确认」保存，「取消」放弃。"
+            "已附加，共 1 张照片。回复「确认」保存，「取消」放弃。"
         ]
         await box.new()
         await h.say(MEMBER, "确认")
@@ -231,7 +247,8 @@ async def test_answers_are_read_alike_whatever_the_keyboard_did(sqlite_db: Datab
             assert f"企业：{HAZMAT}" in (await h.say(MEMBER, "２"))[0]
             assert "这次检查了什么" in (await h.say(MEMBER, "今天。"))[0]
             await h.say(MEMBER, "查了台账")
-            assert "请发送现场照片" in (await h.say(MEMBER, "无。"))[0]
+            assert "请共享你现在的位置" in (await h.say(MEMBER, "无。"))[0]
+            assert "请发送现场照片" in (await h.say(MEMBER, "跳过。"))[0]
             await h.say(MEMBER, "1.png", **image(1))
             out = await h.say(MEMBER, done)
             assert out[0].startswith("请核对走访记录") and "照片：1 张" in out[0], done
@@ -255,10 +272,10 @@ async def test_visit_in_the_enterprise_room_and_who_may_log(sqlite_db: Database)
     with time_machine.travel(at(2026, 11, 20, 10, 0), tick=False):
         out = await h.say(MEMBER, "/visit", room=ent)
         assert f"企业：{GANXI}" in out[0]  # the room's enterprise is preset
-        for answer in ("今天", "查了<script>台账</script>", "无"):
+        for answer in ("今天", "查了<script>台账</script>", "无", "跳过"):
             await h.say(MEMBER, answer, room=ent)
         bad = {"msgtype": "m.image", "url": "javascript:alert(1)", "info": {}}
-        assert "只能附加图片" in (await h.say(MEMBER, "x.png", room=ent, **bad))[0]
+        assert "地址无效" in (await h.say(MEMBER, "x.png", room=ent, **bad))[0]
         await h.say(MEMBER, "跳过", room=ent)
         box = Outbox(sqlite_db)
         await box.new()
@@ -661,10 +678,19 @@ async def test_every_message_has_an_english_version(sqlite_db: Database) -> None
         assert "The date cannot be in the future" in out[0]
         assert "What did you check?" in (await h.say(MEMBER, "today"))[0]
         assert "What problems did you find?" in (await h.say(MEMBER, "vehicle monitoring"))[0]
-        assert "Send photos from the site" in (await h.say(MEMBER, "one GPS offline"))[0]
+        assert "Share where you are now" in (await h.say(MEMBER, "one GPS offline"))[0]
+        assert 'or reply "skip"' in (await h.say(MEMBER, "here"))[0]
+        out = await h.say(MEMBER, "Location", **location("geo:27.63,113.85"))
+        assert out[0].startswith("Location received: not located (a location was shared, but")
+        assert "Send photos from the site" in out[0]
+        out = await h.say(MEMBER, "Location", **location("geo:27.63,113.85;u=20"))
+        assert out == [
+            "Location received: not located (a location was shared, but the enterprise has no "
+            'coordinates to compare with). Send more photos, or reply "done".'
+        ]
         assert (await h.say(MEMBER, "1.png", **image(1)))[
             0
-        ] == 'Got photo 1. Send more, or reply "done".'
+        ] == 'Got 1 photo. Send more, or reply "done".'
         assert "Please check the visit record" in (await h.say(MEMBER, "done"))[0]
         await box.new()
         await h.say(MEMBER, "yes")

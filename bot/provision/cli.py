@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
+
+from sqlalchemy.engine import URL, make_url
 
 from bot.client import build_client, login
 from bot.config import Config, load_config
@@ -98,18 +101,48 @@ def bot_config(args: argparse.Namespace) -> Config | None:
     return load_config(path) if path.exists() else None
 
 
+def same_database(a: str, b: str) -> bool:
+    """Do two database URLs name the same database (a SQLite file by its real path)?"""
+
+    def key(url: URL) -> tuple[object, ...]:
+        if url.get_backend_name() == "sqlite":
+            path = url.database or ":memory:"
+            return ("sqlite", path if path == ":memory:" else os.path.realpath(path))
+        return (url.get_backend_name(), url.username, url.host, url.port, url.database)
+
+    return key(make_url(a)) == key(make_url(b))
+
+
 async def import_then_provision(
     db: Database, args: argparse.Namespace, out: TextIO | None = None
 ) -> int:
-    """``gridbot roster import``: import, then provision when the rooms' plan changed."""
+    """``gridbot roster import``: import into ``db`` (and only there), then provision when the
+    rooms' plan changed, ``db`` is the database of the bot config at hand (-c, or ./bot.yaml)
+    and neither --dry-run nor --no-provision was given."""
     from bot.roster.commands import cmd_import
 
     out = out or sys.stdout
-    config = None if args.dry_run or getattr(args, "no_provision", False) else bot_config(args)
+    config = bot_config(args)
+    limits = config.limits if config else None
+    elsewhere = config is not None and not same_database(db.url, config.database_url)
+    if args.dry_run or getattr(args, "no_provision", False) or elsewhere:
+        config = None
     before = (await load_plan(db, config)).fingerprint() if config else None
     rc = await cmd_import(
-        db, Path(args.file), args.dry_run, out, file_wins=getattr(args, "file_wins", False)
+        db,
+        Path(args.file),
+        args.dry_run,
+        out,
+        file_wins=getattr(args, "file_wins", False),
+        limits=limits,
     )
+    if rc == 0 and elsewhere and not args.dry_run and not getattr(args, "no_provision", False):
+        print(
+            f"房间未调整：导入的数据库不是 {args.config} 的数据库；需要时请对它明确运行"
+            " gridbot provision / rooms not provisioned: the database imported into is not"
+            f" the one {args.config} names; run gridbot provision for it if that is meant",
+            file=out,
+        )
     if rc != 0 or config is None or before is None:
         return rc
     if (await load_plan(db, config)).fingerprint() == before:

@@ -14,12 +14,13 @@ from bot.context import Services
 from bot.provision import store
 from bot.provision.apply import Provisioner, Summary
 from bot.provision.matrix import MatrixOps
-from storage.db import Database
+from storage.db import Database, describe, is_unavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 MAX_BACKOFF = 300.0
+DB_BACKOFF = 5.0
 
 
 class ProvisionWorker:
@@ -37,9 +38,14 @@ class ProvisionWorker:
             try:
                 summary = await self.run_pending()
                 delay = self.poll if summary is None or summary.ok else min(delay * 2, MAX_BACKOFF)
-            except Exception:
-                log.exception("provisioning failed; retrying")
-                delay = min(max(delay, 1.0) * 2, MAX_BACKOFF)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    # Requests stay queued in the database: look again soon after it is back.
+                    log.warning("provisioning waits for the database (%s)", describe(exc))
+                    delay = min(max(delay, 1.0) * 2, DB_BACKOFF)
+                else:
+                    log.exception("provisioning failed; retrying")
+                    delay = min(max(delay, 1.0) * 2, MAX_BACKOFF)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=delay)
 

@@ -13,15 +13,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Limits
 from bot.roster.layout import (
     ASSIGNMENT_LABEL,
     level1_grid_name,
     level2_grid_name,
 )
-from bot.roster.parse import PersonRef, RosterRow, RowError, read_roster
+from bot.roster.parse import (
+    PersonRef,
+    RosterRow,
+    RowError,
+    near_key,
+    normalized_name,
+    read_roster,
+)
 from storage.db import Database
 from storage.directory import role_label
 from storage.models import (
@@ -39,6 +47,9 @@ from storage.staff_changes import LEAVE
 
 # Keeps IN (...) lists well under every driver's bound-parameter limit.
 CHUNK = 500
+# Coordinates closer than this (degrees, about 1 cm) are the same point: floats read back
+# from a database need not compare equal digit for digit.
+SAME_POINT = 1e-7
 
 
 class ChangeKind(StrEnum):
@@ -122,16 +133,18 @@ async def import_roster(
     dry_run: bool = False,
     today: date | None = None,
     file_wins: bool = False,
+    limits: Limits | None = None,
 ) -> ImportResult:
-    """Validate ``path``, diff it against the active roster and apply it unless ``dry_run``.
+    """Validate ``path`` (within ``limits``, the config's ``limits:``), diff it against the
+    active roster and apply it unless ``dry_run``.
 
     A staff change confirmed in chat (/staff) that the file does not have yet is an error, so an
     old file never silently undoes it; ``file_wins`` lets the file undo it (with a warning)."""
-    parsed = read_roster(path)
+    parsed = read_roster(path, limits)
     result = ImportResult(errors=parsed.errors, warnings=parsed.warnings, rows=len(parsed.rows))
     if parsed.errors:
         return result
-    plan = _Importer(parsed.rows, today or date.today(), file_wins=file_wins)
+    plan = _Importer(parsed.rows, today or date.today(), file_wins=file_wins, dry_run=dry_run)
     result.units = [u.name for u in plan.units.values()]
     try:
         # A dry run does the same work and rolls back, so it reports exactly what would happen.
@@ -222,10 +235,21 @@ _Slot = tuple[str, int | None, int | None]
 class _Importer:
     """One import: loads the scope's current state with a few queries, then syncs level by level."""
 
-    def __init__(self, rows: Sequence[RosterRow], today: date, *, file_wins: bool) -> None:
+    def __init__(
+        self, rows: Sequence[RosterRow], today: date, *, file_wins: bool, dry_run: bool = False
+    ) -> None:
         self.rows = rows
         self.today = today
         self.file_wins = file_wins
+        self.dry_run = dry_run
+        # Dry run: the last id handed out per table (see _id).
+        self.last_id: dict[type[Any], int] = {}
+        # Stored names that differ from their normalized_name(), by what they normalize to:
+        # such a unit, grid or enterprise is the file's one, renamed to its spelling.
+        self.loose_units: dict[tuple[str, str], AdminUnit] = {}
+        self.loose_grids: dict[tuple[int, int, str], Grid] = {}
+        self.loose_enterprises: dict[tuple[int, str], Enterprise] = {}
+        self.gone_enterprises: list[Enterprise] = []
         self.warnings: list[str] = []
         self.units = _build_units(rows)
         self.first_row = _first_rows(rows)
@@ -259,8 +283,20 @@ class _Importer:
     def _deactivated(self, kind: ChangeKind, label: str) -> None:
         self.changes.deactivated.append(Change(kind, label))
 
+    def _id(self, model: type[Any]) -> dict[str, int]:
+        """A new row's id in a dry run, past the largest in use: its insert, rolled back, then
+        draws nothing from PostgreSQL's sequences (which a rollback does not give back). In a
+        real import the database assigns it."""
+        if not self.dry_run:
+            return {}
+        self.last_id[model] += 1
+        return {"id": self.last_id[model]}
+
     async def run(self, session: AsyncSession) -> None:
         self.session = session
+        if self.dry_run:
+            for model in (AdminUnit, Grid, Enterprise, Person, Role, Assignment):
+                self.last_id[model] = int(await session.scalar(select(func.max(model.id))) or 0)
         await self._load()
         await self._sync_units()
         await self._sync_grids()
@@ -281,14 +317,20 @@ class _Importer:
         for unit in (await s.scalars(select(AdminUnit))).all():
             self.unit_by_key[(unit.kind, unit.name)] = unit
             self.unit_by_id[unit.id] = unit
-        scope = [u.id for k in self.units if (u := self.unit_by_key.get(k)) is not None]
+            if (name := normalized_name(unit.name)) != unit.name:
+                self.loose_units.setdefault((unit.kind, name), unit)
+        scope = [u.id for k in self.units if (u := self._unit(*k)) is not None]
         if not scope:
             return
         for grid in (await s.scalars(select(Grid).where(Grid.unit_id.in_(scope)))).all():
             self._remember_grid(grid)
+            if (domain := normalized_name(grid.domain)) != grid.domain:
+                self.loose_grids.setdefault((grid.unit_id, grid.level, domain), grid)
         ents = await s.scalars(select(Enterprise).where(Enterprise.unit_id.in_(scope)))
         for ent in ents.all():
             self._remember_enterprise(ent)
+            if (name := normalized_name(ent.name)) != ent.name:
+                self.loose_enterprises.setdefault((ent.unit_id, name), ent)
         scope_grids = select(Grid.id).where(Grid.unit_id.in_(scope))
         scope_ents = select(Enterprise.id).where(Enterprise.unit_id.in_(scope))
         self.roles = list(
@@ -330,6 +372,18 @@ class _Importer:
         self.enterprises[(ent.unit_id, ent.name)] = ent
         self.ent_by_id[ent.id] = ent
 
+    def _unit(self, kind: str, name: str) -> AdminUnit | None:
+        """The stored unit the file's (kind, name) means: by name, else one whose stored name
+        normalizes to it (renamed to the file's spelling, and reported)."""
+        unit = self.unit_by_key.get((kind, name))
+        if unit is None and (unit := self.loose_units.pop((kind, name), None)) is not None:
+            label = f"{name}（{UNIT_KIND_LABELS[UnitKind(kind)]}）"
+            self._changed(ChangeKind.UNIT, label, "名称", unit.name, name)
+            del self.unit_by_key[(unit.kind, unit.name)]
+            unit.name = name
+            self.unit_by_key[(kind, name)] = unit
+        return unit
+
     # --- units ----------------------------------------------------------------------------
 
     async def _sync_units(self) -> None:
@@ -357,9 +411,14 @@ class _Importer:
 
     def _ensure_unit(self, kind: UnitKind, name: str, parent: AdminUnit | None) -> None:
         label = f"{name}（{UNIT_KIND_LABELS[kind]}）"
-        unit = self.unit_by_key.get((kind, name))
+        unit = self._unit(kind, name)
         if unit is None:
-            unit = AdminUnit(kind=kind.value, name=name, parent_id=parent.id if parent else None)
+            unit = AdminUnit(
+                kind=kind.value,
+                name=name,
+                parent_id=parent.id if parent else None,
+                **self._id(AdminUnit),
+            )
             unit.active = True
             self.session.add(unit)
             self.unit_by_key[(kind, name)] = unit
@@ -401,9 +460,22 @@ class _Importer:
         self, unit: AdminUnit, level: int, domain: str, name: str, parent: Grid | None
     ) -> None:
         grid = self.grids.get((unit.id, level, domain))
+        if grid is None and (grid := self.loose_grids.pop((unit.id, level, domain), None)):
+            # Its domain differs only as normalized_name() irons out: the same grid (the
+            # change of its name is reported below).
+            del self.grids[(unit.id, level, grid.domain)]
+            grid.domain = domain
+            self.grids[(unit.id, level, domain)] = grid
         parent_id = parent.id if parent else None
         if grid is None:
-            grid = Grid(unit_id=unit.id, level=level, domain=domain, name=name, parent_id=parent_id)
+            grid = Grid(
+                unit_id=unit.id,
+                level=level,
+                domain=domain,
+                name=name,
+                parent_id=parent_id,
+                **self._id(Grid),
+            )
             grid.active = True
             self.session.add(grid)
             self.grids[(unit.id, level, domain)] = grid
@@ -431,6 +503,8 @@ class _Importer:
             if key not in wanted and ent.active:
                 ent.active, ent.deactivated_on = False, self.today
                 self._deactivated(ChangeKind.ENTERPRISE, self._ent_label(ent))
+                self.gone_enterprises.append(ent)
+        self._warn_renamed_enterprises()
         await self.session.flush()
         if self.new_enterprises:
             # Bulk insert, then read back by the unique (unit, name) key for the new ids.
@@ -443,19 +517,45 @@ class _Importer:
     def _ent_label(self, ent: Enterprise) -> str:
         return f"{self.unit_by_id[ent.unit_id].name}/{ent.name}"
 
+    def _warn_renamed_enterprises(self) -> None:
+        """A new enterprise nearly named as one this import deactivates (near_key) is
+        probably that one renamed: its history stays with the old one, so say so."""
+        gone: dict[tuple[int, str], Enterprise] = {}
+        for ent in self.gone_enterprises:
+            gone.setdefault((ent.unit_id, near_key(ent.name)), ent)
+        for new in self.new_enterprises:
+            old = gone.get((new["unit_id"], near_key(new["name"])))
+            if old is not None:
+                self.warnings.append(
+                    f"{self.unit_by_id[old.unit_id].name}：新增的企业「{new['name']}」与停用的"
+                    f"「{old.name}」几乎相同。如是同一家改名，它的记录留在停用的「{old.name}」下"
+                    f" / the new enterprise {new['name']!r} is nearly named as the deactivated"
+                    f" {old.name!r}; if it was renamed, its history stays with the old one"
+                )
+
     def _ensure_enterprise(self, unit: AdminUnit, row: RosterRow) -> None:
         grid = self.grids[(unit.id, 2, row.domain)]
         ent = self.enterprises.get((unit.id, row.enterprise))
         label = f"{unit.name}/{row.enterprise}"
+        if ent is None and (ent := self.loose_enterprises.pop((unit.id, row.enterprise), None)):
+            # Stored with a name that differs only as normalized_name() irons out ("ＡＢＣ运输",
+            # a trailing zero-width space): the same enterprise, renamed to the file's spelling.
+            self._changed(ChangeKind.ENTERPRISE, label, "名称", ent.name, row.enterprise)
+            del self.enterprises[(unit.id, ent.name)]
+            ent.name = row.enterprise
+            self.enterprises[(unit.id, ent.name)] = ent
         if ent is None:
             self.new_enterprises.append(
                 {
+                    **self._id(Enterprise),
                     "unit_id": unit.id,
                     "grid_id": grid.id,
                     "name": row.enterprise,
                     "type": row.type.value,
                     "created_on": self.today,
                     "active": True,
+                    "longitude": row.longitude,
+                    "latitude": row.latitude,
                 }
             )
             self._add(ChangeKind.ENTERPRISE, f"{label}（{row.type.value}，{row.domain}）")
@@ -471,6 +571,19 @@ class _Importer:
             old = self.grid_by_id.get(ent.grid_id)
             self._changed(ChangeKind.ENTERPRISE, label, "业务领域", old and old.domain, row.domain)
             ent.grid_id = grid.id
+        # Coordinates: a blank never erases known ones (like a person's phone).
+        if row.longitude is not None and row.latitude is not None:
+            known = (ent.longitude, ent.latitude)
+            wanted = (row.longitude, row.latitude)
+            if not _same_point(known, wanted):
+                self._changed(
+                    ChangeKind.ENTERPRISE,
+                    label,
+                    "经纬度",
+                    _point_label(*known),
+                    _point_label(*wanted),
+                )
+                ent.longitude, ent.latitude = wanted
 
     # --- people ---------------------------------------------------------------------------
 
@@ -526,7 +639,13 @@ class _Importer:
         await self.session.execute(
             insert(Person),
             [
-                {"name": r.name, "phone": r.phone, "matrix_id": r.matrix_id, "active": True}
+                {
+                    **self._id(Person),
+                    "name": r.name,
+                    "phone": r.phone,
+                    "matrix_id": r.matrix_id,
+                    "active": True,
+                }
                 for r in new
             ],
         )
@@ -788,12 +907,18 @@ class _Importer:
     def _open(self, slot: _Slot | int, person_id: int) -> None:
         if isinstance(slot, int):
             self.new_assignments.append(
-                {"person_id": person_id, "enterprise_id": slot, "since": self.today}
+                {
+                    **self._id(Assignment),
+                    "person_id": person_id,
+                    "enterprise_id": slot,
+                    "since": self.today,
+                }
             )
             return
         kind, grid, ent = slot
         self.new_roles.append(
             {
+                **self._id(Role),
                 "person_id": person_id,
                 "kind": kind,
                 "grid_id": grid,
@@ -840,3 +965,14 @@ def _slot_order(slot: _Slot) -> tuple[int, int, int, int]:
 def _person_label(ref: PersonRef) -> str:
     extra = "，".join(x for x in (ref.phone, ref.matrix_id) if x)
     return f"{ref.name}（{extra}）"
+
+
+def _same_point(a: tuple[float | None, float | None], b: tuple[float, float]) -> bool:
+    return all(x is not None and abs(x - y) < SAME_POINT for x, y in zip(a, b, strict=True))
+
+
+def _point_label(longitude: float | None, latitude: float | None) -> str | None:
+    """经度, 纬度 as written in the roster; None (shown as 空) when unknown."""
+    if longitude is None or latitude is None:
+        return None
+    return f"{longitude}, {latitude}"

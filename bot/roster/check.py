@@ -7,14 +7,23 @@ assignments with no ``until``.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, func, select
 
 from storage.db import Database
-from storage.models import AdminUnit, Assignment, Enterprise, Grid, Person, Role, RoleKind
+from storage.models import (
+    AdminUnit,
+    Assignment,
+    Enterprise,
+    Grid,
+    Person,
+    Role,
+    RoleKind,
+    UnitKind,
+)
 
 
 class GapKind(StrEnum):
@@ -48,11 +57,16 @@ class Gap:
 
 @dataclass(frozen=True)
 class CoverageSummary:
+    # Every active unit: province, city, county and province-level body, as an import counts
+    # (and adds) them; units_by_kind splits them by UnitKind value.
     units: int
     level1_grids: int
     level2_grids: int
     enterprises: int
     level2_members: int
+    # Active enterprises with coordinates (经度/纬度): only their visits can be told on site.
+    located: int = 0
+    units_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,11 +214,17 @@ async def coverage_summary(db: Database) -> CoverageSummary:
 
         by_level = select(Grid.level, func.count()).where(Grid.active).group_by(Grid.level)
         level_counts: dict[int, int] = {lvl: n for lvl, n in await s.execute(by_level)}
-        units = await count(
-            select(func.count(func.distinct(Grid.unit_id))).where(Grid.active, Grid.level == 1)
+        by_kind = (
+            select(AdminUnit.kind, func.count()).where(AdminUnit.active).group_by(AdminUnit.kind)
         )
+        kind_counts: dict[str, int] = {kind: n for kind, n in await s.execute(by_kind)}
         enterprises = await count(
             select(func.count()).select_from(Enterprise).where(Enterprise.active)
+        )
+        located = await count(
+            select(func.count())
+            .select_from(Enterprise)
+            .where(Enterprise.active, Enterprise.latitude.is_not(None))
         )
         members = await count(
             select(func.count(func.distinct(Role.person_id)))
@@ -212,9 +232,11 @@ async def coverage_summary(db: Database) -> CoverageSummary:
             .where(Role.until.is_(None), Role.kind == RoleKind.L2_MEMBER.value, Person.active)
         )
     return CoverageSummary(
-        units=units,
+        units=sum(kind_counts.values()),
         level1_grids=level_counts.get(1, 0),
         level2_grids=level_counts.get(2, 0),
         enterprises=enterprises,
         level2_members=members,
+        located=located,
+        units_by_kind={k.value: kind_counts[k.value] for k in UnitKind if k.value in kind_counts},
     )

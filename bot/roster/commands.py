@@ -10,9 +10,22 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from bot.roster.apply import KIND_LABELS, Change, ChangeKind, Changes, import_roster
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+from bot.config import Limits
+from bot.roster.apply import (
+    KIND_LABELS,
+    UNIT_KIND_LABELS,
+    Change,
+    ChangeKind,
+    Changes,
+    import_roster,
+)
 from bot.roster.check import GAP_LABELS, CoverageSummary, Gap, check_coverage, coverage_summary
 from storage.db import Database
+from storage.migrate import current_revision, head_revision
+from storage.models import UnitKind
 
 # Per kind and group; a first import of a whole province would otherwise print thousands of lines.
 SHOW_PER_KIND = 50
@@ -31,10 +44,11 @@ async def cmd_import(
     out: TextIO | None = None,
     *,
     file_wins: bool = False,
+    limits: Limits | None = None,
 ) -> int:
     """Import a roster file; 0 when it was valid (applied or dry run), 1 on errors."""
     out = out or sys.stdout
-    result = await import_roster(db, path, dry_run=dry_run, file_wins=file_wins)
+    result = await import_roster(db, path, dry_run=dry_run, file_wins=file_wins, limits=limits)
     for warning in result.warnings:
         print(f"注意 / note: {warning}", file=out)
     if result.errors:
@@ -63,6 +77,82 @@ async def cmd_import(
     elif result.changes:
         print("已导入 / imported", file=out)
     return 0
+
+
+async def cmd_dry_run(
+    url: str,
+    path: Path,
+    out: TextIO | None = None,
+    *,
+    file_wins: bool = False,
+    limits: Limits | None = None,
+) -> int:
+    """``gridbot roster import --dry-run``: the diff against the database at ``url``, which it
+    leaves exactly as it was (not migrated, not created, nothing written); no homeserver."""
+    out = out or sys.stdout
+    try:
+        db, note = await dry_run_database(url)
+    except DryRunRefused as exc:
+        print(exc, file=out)
+        return 1
+    try:
+        if note:
+            print(f"注意 / note: {note}", file=out)
+        return await cmd_import(db, path, True, out, file_wins=file_wins, limits=limits)
+    finally:
+        await db.close()
+
+
+class DryRunRefused(Exception):
+    """The database cannot be compared with a file without changing it first."""
+
+
+async def dry_run_database(url: str) -> tuple[Database, str | None]:
+    """The database a dry run compares the file with, opened so that nothing is written: it
+    is not migrated (``DryRunRefused`` when it is behind this version) and not created (a
+    missing SQLite file or a database never migrated is an empty roster, compared in memory).
+    Returns it and a note on which it is."""
+    if _no_sqlite_file(url):
+        return await _empty_database(), _EMPTY_NOTE
+    db = Database(url)
+    try:
+        revision = await current_revision(db.engine)
+    except BaseException:
+        await db.close()
+        raise
+    if revision is None:
+        await db.close()
+        return await _empty_database(), _EMPTY_NOTE
+    if revision != head_revision():
+        await db.close()
+        raise DryRunRefused(
+            f"数据库结构是旧版本（{revision}），试运行不会升级它；请先运行 gridbot db upgrade"
+            f" / the database is at an older revision ({revision}) and a dry run does not"
+            " upgrade it: run gridbot db upgrade first"
+        )
+    return db, None
+
+
+def _no_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist (connecting would create it)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
+        return False
+    return not Path(path).exists()
+
+
+_EMPTY_NOTE = (
+    "数据库还不存在或是空的：与空名册比较 / the database does not exist yet or is empty:"
+    " compared with an empty roster"
+)
+
+
+async def _empty_database() -> Database:
+    # One in-memory SQLite connection for the whole run (each new one would be a new database).
+    db = Database("sqlite+aiosqlite://", poolclass=StaticPool)
+    await db.upgrade()
+    return db
 
 
 def format_changes(changes: Changes, limit: int | None = SHOW_PER_KIND) -> list[str]:
@@ -116,8 +206,14 @@ def format_gaps(gaps: list[Gap]) -> list[str]:
 
 
 def _summary_line(s: CoverageSummary) -> str:
+    # 单位 counts every unit, as an import's 新增 line does (province and city too).
+    kinds = "，".join(
+        f"{UNIT_KIND_LABELS[UnitKind(kind)]} {n}" for kind, n in s.units_by_kind.items() if n
+    )
     return (
-        f"在册 / active: 单位 {s.units}，一级网格 {s.level1_grids}，二级网格 {s.level2_grids}，"
-        f"企业 {s.enterprises}，二级网格员 {s.level2_members}"
-        f" / units, level-1 grids, level-2 grids, enterprises, level-2 members"
+        f"在册 / active: 单位 {s.units}{f'（{kinds}）' if kinds else ''}，"
+        f"一级网格 {s.level1_grids}，二级网格 {s.level2_grids}，"
+        f"企业 {s.enterprises}（已登记经纬度 {s.located}），二级网格员 {s.level2_members}"
+        f" / units, level-1 grids, level-2 grids, enterprises (with coordinates),"
+        " level-2 members"
     )

@@ -98,6 +98,10 @@ COLUMNS: tuple[Column, ...] = (
         ("三级网格员", "ent_member"),
         people=True,
     ),
+    # Optional: where the enterprise is, in decimal degrees (WGS-84, as a phone's GPS gives
+    # them), resolved by hand; a visit's shared location is measured against it. Both or neither.
+    Column("longitude", "经度", "longitude", ("东经", "lng", "lon", "long")),
+    Column("latitude", "纬度", "latitude", ("北纬", "lat")),
 )
 
 COLUMN_BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}

@@ -5,20 +5,23 @@ Nothing here touches the database, so a county office's file can be checked on i
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import io
+import logging
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.config import MXID_RE
+from bot.config import MXID_RE, Limits
 from bot.roster.layout import (
     COLUMN_BY_KEY,
     COLUMNS,
@@ -32,11 +35,14 @@ from bot.roster.layout import (
     normalize_header,
     unit_kind,
 )
-from bot.words import looks_like_phone, phone_digits, phone_number
+from bot.words import clean, looks_like_phone, phone_digits, phone_number, typed_text
 from storage.models import EnterpriseType, UnitKind
 
+log = logging.getLogger(__name__)
+
 YAML_SUFFIXES = (".yaml", ".yml")
-CSV_SUFFIXES = (".csv",)
+# Comma- or tab-separated text; .txt is what Excel's "Unicode text" (UTF-16, tabs) saves.
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 XLSX_SUFFIXES = (".xlsx", ".xlsm")
 
 PEOPLE_SEP = re.compile(r"[;；\r\n]+")
@@ -46,6 +52,23 @@ HEADER_SEARCH_ROWS = 10
 # Reports one problem for the row being parsed.
 Fail = Callable[[str], None]
 MAX_LEN = {"county": 100, "province": 100, "city": 100, "domain": 100, "enterprise": 200}
+# A coordinate cell: decimal degrees (full-width digits and a trailing ° are fine).
+DEGREES = re.compile(r"^[-+]?\d{1,3}(?:\.\d+)?$")
+# One cell, as written: a longer one is refused before it is looked at (a people cell of
+# thirty people is some 1,200 characters). A YAML people list holds at most MAX_PEOPLE.
+CELL_MAX_CHARS = 4000
+MAX_PEOPLE = 200
+# Columns of a sheet that are read; a roster has some twenty.
+MAX_COLUMNS = 64
+# Blank rows after the row limit that are read before the sheet is refused as too long.
+SPILL_ROWS = 1000
+# What Excel shows (and saves to CSV) when a formula fails: never a name or a phone.
+EXCEL_ERRORS = frozenset(
+    {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA"}
+    | {"#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+)
+# Company forms that do not tell two enterprises apart (near-duplicate rule, near_key()).
+COMPANY_FORMS = ("股份有限公司", "有限责任公司", "有限公司")
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,9 @@ class RosterRow:
     ent_members: tuple[PersonRef, ...] = ()
     # The county- / domain-level keys this row actually filled in (blank = same as above).
     given: frozenset[str] = frozenset()
+    # Where the enterprise is (decimal degrees), when the row gives it: both or neither.
+    longitude: float | None = None
+    latitude: float | None = None
 
     @property
     def unit_key(self) -> tuple[str, str]:
@@ -129,18 +155,28 @@ class ParsedRoster:
 class _RawRow:
     row: int
     cells: dict[str, Any]
+    # Column key -> the cell as Excel names it ("L5"); empty for YAML.
+    refs: dict[str, str] = field(default_factory=dict)
 
 
-def parse_roster(path: Path) -> tuple[list[RosterRow], list[RowError]]:
+class _Formula(str):
+    """An XLSX cell holding a formula (its text, "=A1+1"): refused, whatever it computed."""
+
+
+def parse_roster(
+    path: Path, limits: Limits | None = None
+) -> tuple[list[RosterRow], list[RowError]]:
     """Read and validate a roster file; rows are only meaningful when errors is empty."""
-    parsed = read_roster(path)
+    parsed = read_roster(path, limits)
     return parsed.rows, parsed.errors
 
 
-def read_roster(path: Path) -> ParsedRoster:
+def read_roster(path: Path, limits: Limits | None = None) -> ParsedRoster:
+    """Read and validate a roster file within ``limits`` (config ``limits:``, defaults when
+    None). Never raises for what a file holds: every problem is a RowError."""
     path = Path(path)
     out = ParsedRoster()
-    raws = _read_raw(path, out)
+    raws = _read_raw(path, out, limits or Limits())
     if out.errors:
         return out
     if not raws:
@@ -154,6 +190,7 @@ def read_roster(path: Path) -> ParsedRoster:
     rows = _unify_people(rows, out.errors)
     rows = _resolve_shared_cells(rows, out.errors)
     _check_duplicates(rows, out.errors)
+    _near_duplicates(rows, out.warnings)
     out.errors.sort(key=lambda e: e.row)
     out.rows = rows
     return out
@@ -162,14 +199,14 @@ def read_roster(path: Path) -> ParsedRoster:
 # --- reading files -----------------------------------------------------------------------
 
 
-def _read_raw(path: Path, out: ParsedRoster) -> list[_RawRow]:
+def _read_raw(path: Path, out: ParsedRoster, limits: Limits) -> list[_RawRow]:
     suffix = path.suffix.lower()
     if suffix not in (*YAML_SUFFIXES, *CSV_SUFFIXES, *XLSX_SUFFIXES):
         out.errors.append(
             RowError(
                 0,
-                f"不支持的文件类型「{path.suffix or path.name}」，请用 .xlsx、.csv 或 .yaml"
-                " / unknown file type; use .xlsx, .csv or .yaml",
+                f"不支持的文件类型「{path.suffix or path.name}」，请用 .xlsx、.csv（.tsv、.txt）"
+                "或 .yaml / unknown file type; use .xlsx, .csv (.tsv, .txt) or .yaml",
             )
         )
         return []
@@ -177,79 +214,216 @@ def _read_raw(path: Path, out: ParsedRoster) -> list[_RawRow]:
         out.errors.append(RowError(0, f"找不到文件 {path} / file not found"))
         return []
     try:
+        size = path.stat().st_size
+        if size > limits.roster_file_bytes:
+            raise _Unreadable(
+                f"文件有 {_mb(size)}，超过上限 {_mb(limits.roster_file_bytes)}（配置"
+                f" limits.roster_file_bytes） / the file is {_mb(size)}, more than"
+                " limits.roster_file_bytes"
+            )
         if suffix in YAML_SUFFIXES:
-            return _read_yaml(path, out)
+            return _read_yaml(path, out, limits)
         if suffix in CSV_SUFFIXES:
-            return _rows_from_table(_csv_records(path), out)
-        return _read_xlsx(path, out)
+            return _rows_from_table(_limited(_csv_records(path), limits.roster_rows), out)
+        return _read_xlsx(path, out, limits)
     except _Unreadable as exc:
         out.errors.append(RowError(0, str(exc)))
     except OSError as exc:
         out.errors.append(
             RowError(0, f"无法读取文件 / cannot read the file: {exc.strerror or exc}")
         )
+    except Exception as exc:
+        # A damaged file ends in one line, never a traceback, whatever the library raised.
+        log.debug("unreadable roster %s", path, exc_info=True)
+        out.errors.append(RowError(0, f"无法读取文件 / cannot read the file ({_brief(exc)})"))
     return []
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception as a short single line, for a message about a damaged file."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def _too_many_rows(limit: int) -> _Unreadable:
+    return _Unreadable(
+        f"名册超过 {limit} 行（配置 limits.roster_rows），请分成几个文件导入"
+        f" / the roster has more than {limit} rows (limits.roster_rows); split it"
+    )
+
+
+def _limited(
+    records: Iterable[tuple[int, list[Any]]], limit: int
+) -> Iterator[tuple[int, list[Any]]]:
+    """Records up to row ``limit``; a filled row below it (or many blank ones) is refused."""
+    for n, cells in records:
+        if n > limit:
+            if n > limit + SPILL_ROWS or any(_text(c) for c in cells):
+                raise _too_many_rows(limit)
+            continue
+        yield n, cells
 
 
 class _Unreadable(Exception):
     """The file exists but is not what its extension says."""
 
 
+def _unknown_encoding() -> _Unreadable:
+    return _Unreadable(
+        "无法识别文件编码，请保存为 UTF-8 或 UTF-16（Excel 的「Unicode 文本」）"
+        " / unknown text encoding; save as UTF-8 or UTF-16 (Excel's Unicode text)"
+    )
+
+
 def _decode(data: bytes) -> str:
+    # Excel's "Unicode text" is UTF-16LE with a BOM; a BOM decides the encoding.
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise _unknown_encoding() from None
+        # Binary that happens to start like a BOM decodes to unassigned code points.
+        if any(c == "\0" or unicodedata.category(c) == "Cn" for c in text):
+            raise _unknown_encoding()
+        return text
     # Excel on a Chinese Windows saves CSV as GBK; a UTF-8 BOM is what our template uses.
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise _Unreadable("无法识别文件编码，请保存为 UTF-8 / unknown text encoding; save as UTF-8")
+    raise _unknown_encoding()
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, list[Any]]]:
     text = _decode(path.read_bytes())
+    # Tabs (.tsv, Excel's "Unicode text") or commas: whichever the first lines hold more of.
+    head = "\n".join(text[:8192].splitlines()[:HEADER_SEARCH_ROWS])
+    tabs = path.suffix.lower() == ".tsv" or head.count("\t") > head.count(",")
     try:
         # Records, not lines: a quoted cell may span lines, yet Excel shows it as one row.
-        yield from enumerate(csv.reader(io.StringIO(text, newline="")), start=1)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tabs else ",")
+        yield from enumerate(reader, start=1)
     except csv.Error as exc:
         raise _Unreadable(f"CSV 格式错误 / malformed CSV: {exc}") from None
 
 
-def _read_xlsx(path: Path, out: ParsedRoster) -> list[_RawRow]:
+def _not_xlsx(exc: BaseException) -> _Unreadable:
+    return _Unreadable(f"不是有效的 Excel 文件 / not a readable .xlsx file ({_brief(exc)})")
+
+
+def _read_xlsx(path: Path, out: ParsedRoster, limits: Limits) -> list[_RawRow]:
+    # The zip's member sizes are checked before anything is unpacked: a small file can hold
+    # a sheet of hundreds of megabytes (zipfile reads no more than the size it declares).
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
+        raise _not_xlsx(exc) from None
+    if unpacked > limits.roster_unpacked_bytes:
+        raise _Unreadable(
+            f"Excel 文件解压后有 {_mb(unpacked)}，超过上限 {_mb(limits.roster_unpacked_bytes)}"
+            f"（配置 limits.roster_unpacked_bytes） / the .xlsx unpacks to {_mb(unpacked)}, more"
+            " than limits.roster_unpacked_bytes"
+        )
     import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
-        # Not read-only: merged cells (common for county-level columns) need the full sheet.
-        wb = openpyxl.load_workbook(path, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
-        raise _Unreadable(f"不是有效的 Excel 文件 / not a readable .xlsx file ({exc})") from None
-    sheets = [wb.active, *(ws for ws in wb.worksheets if ws is not wb.active)]
-    for ws in sheets:
-        if ws is None:
-            continue
-        probe = ParsedRoster()
-        raws = _rows_from_table(_sheet_records(ws), probe)
-        if not _no_header(probe):
-            out.errors.extend(probe.errors)
-            out.warnings.extend(probe.warnings)
-            return raws
+        # Read-only: rows stream from the sheet's XML and reading stops at the row limit (a
+        # full load would build every cell of every merged range first). Not data_only: a
+        # formula must be told from a value.
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    except Exception as exc:  # openpyxl raises many kinds on a damaged file
+        raise _not_xlsx(exc) from None
+    try:
+        sheets = [wb.active, *(ws for ws in wb.worksheets if ws is not wb.active)]
+        for ws in sheets:
+            if ws is None or not hasattr(ws, "iter_rows"):  # none, or a chart sheet
+                continue
+            merges = _merged_ranges(path, ws, limits.roster_rows)
+            records = _limited(_sheet_records(ws, merges), limits.roster_rows)
+            probe = ParsedRoster()
+            raws = _rows_from_table(records, probe)
+            if not _no_header(probe):
+                out.errors.extend(probe.errors)
+                out.warnings.extend(probe.warnings)
+                return raws
+    except _Unreadable:
+        raise
+    except Exception as exc:  # a damaged sheet: malformed XML, impossible values …
+        raise _not_xlsx(exc) from None
+    finally:
+        wb.close()
     out.errors.append(_NO_HEADER)
     return []
 
 
-def _sheet_records(ws: Any) -> Iterator[tuple[int, list[Any]]]:
+# <mergeCell ref="A2:A9"/>, with or without a namespace prefix.
+_MERGE_CELL = re.compile(
+    rb"<(?:[\w.-]+:)?mergeCell\s[^>]*?\bref\s*=\s*[\"']"
+    rb"([A-Za-z]{1,3}[0-9]{1,7}(?::[A-Za-z]{1,3}[0-9]{1,7})?)[\"']"
+)
+_Range = tuple[int, int, int, int]  # min_col, min_row, max_col, max_row
+
+
+def _merged_ranges(path: Path, ws: Any, rows: int) -> list[_Range]:
+    """The sheet's merged ranges, cut to the columns and rows that are read.
+
+    A read-only sheet does not carry them, so they are found in its XML (a streamed scan: the
+    part's size is bounded by limits.roster_unpacked_bytes). Overlapping ranges, which Excel
+    never writes, are refused, so filling them in costs at most one step per cell read."""
+    from openpyxl.utils.cell import range_boundaries
+
+    member = str(ws._worksheet_path).lstrip("/")  # where openpyxl read the sheet from
+    found: set[bytes] = set()
+    with zipfile.ZipFile(path) as archive, archive.open(member) as part:
+        tail = b""
+        while chunk := part.read(1 << 20):
+            buf = tail + chunk
+            found.update(_MERGE_CELL.findall(buf))
+            tail = buf[-512:]
+    ranges: list[_Range] = []
+    area = 0
+    for ref in sorted(found):
+        min_col, min_row, max_col, max_row = range_boundaries(ref.decode("ascii").upper())
+        assert min_col and min_row and max_col and max_row  # the pattern has all four
+        max_col, max_row = min(max_col, MAX_COLUMNS), min(max_row, rows)
+        if min_col > max_col or min_row > max_row:
+            continue
+        area += (max_col - min_col + 1) * (max_row - min_row + 1)
+        if area > rows * MAX_COLUMNS:
+            raise _Unreadable("合并单元格互相重叠 / the sheet's merged cells overlap each other")
+        ranges.append((min_col, min_row, max_col, max_row))
+    return ranges
+
+
+def _cell_value(cell: Any) -> Any:
+    value = cell.value
+    if getattr(cell, "data_type", None) == "f" and value is not None:
+        return _Formula(value if isinstance(value, str) else "=…")
+    return value
+
+
+def _sheet_records(ws: Any, merges: list[_Range]) -> Iterator[tuple[int, list[Any]]]:
     # A merged range shows its value on every row it covers, so fill it into each cell.
-    fill: dict[tuple[int, int], Any] = {}
-    for rng in ws.merged_cells.ranges:
-        value = ws.cell(rng.min_row, rng.min_col).value
-        for r in range(rng.min_row, rng.max_row + 1):
-            for c in range(rng.min_col, rng.max_col + 1):
-                fill[(r, c)] = value
-    for r, values in enumerate(ws.iter_rows(min_row=1, min_col=1, values_only=True), start=1):
-        cells = list(values)
-        for c in range(len(cells)):
-            if (r, c + 1) in fill:
-                cells[c] = fill[(r, c + 1)]
+    starting: dict[int, list[_Range]] = {}
+    for rng in merges:
+        starting.setdefault(rng[1], []).append(rng)
+    filling: list[tuple[_Range, Any]] = []
+    # Rows are read to the end of the sheet's data, not to the size its header claims.
+    ws.reset_dimensions()
+    for r, row in enumerate(ws.iter_rows(min_row=1, max_col=MAX_COLUMNS), start=1):
+        cells = [_cell_value(c) for c in row]
+        filling = [(rng, v) for rng, v in filling if rng[3] >= r]
+        for rng in starting.pop(r, ()):
+            filling.append((rng, cells[rng[0] - 1] if rng[0] <= len(cells) else None))
+        for (min_col, _, max_col, _), value in filling:
+            for c in range(min_col - 1, min(max_col, len(cells))):
+                cells[c] = value
         yield r, cells
 
 
@@ -282,12 +456,23 @@ def _rows_from_table(records: Iterable[tuple[int, list[Any]]], out: ParsedRoster
     if out.errors:
         return []
     _, keys = header
+    letters = [_column_letter(i + 1) for i in range(len(keys))]
     raws: list[_RawRow] = []
     for n, cells in it:
         row = {k: cells[i] for i, k in enumerate(keys) if k and i < len(cells)}
         if any(_text(v) for v in row.values()):
-            raws.append(_RawRow(n, row))
+            refs = {k: f"{letters[i]}{n}" for i, k in enumerate(keys) if k}
+            raws.append(_RawRow(n, row, refs))
     return raws
+
+
+def _column_letter(n: int) -> str:
+    """Excel's name of the n-th column (1 → A, 27 → AA)."""
+    letters = ""
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return letters
 
 
 def _check_header(n: int, cells: list[Any], keys: list[str | None], out: ParsedRoster) -> None:
@@ -296,6 +481,7 @@ def _check_header(n: int, cells: list[Any], keys: list[str | None], out: ParsedR
         text = _text(cell)
         if key is None:
             if text and normalize_header(text) not in IGNORED_HEADERS:
+                text = _clip(text)
                 out.warnings.append(f"忽略未知的列「{text}」 / ignored unknown column {text!r}")
             continue
         if key in seen:
@@ -308,7 +494,7 @@ def _check_header(n: int, cells: list[Any], keys: list[str | None], out: ParsedR
         )
 
 
-def _read_yaml(path: Path, out: ParsedRoster) -> list[_RawRow]:
+def _read_yaml(path: Path, out: ParsedRoster, limits: Limits) -> list[_RawRow]:
     text = _decode(path.read_bytes())
     try:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -316,11 +502,15 @@ def _read_yaml(path: Path, out: ParsedRoster) -> list[_RawRow]:
         mark = getattr(exc, "problem_mark", None)
         where = f"（第{mark.line + 1}行附近 / near line {mark.line + 1}）" if mark else ""
         raise _Unreadable(f"不是有效的 YAML{where} / not valid YAML") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a date like 2026-02-30
+        raise _Unreadable(f"不是有效的 YAML / not valid YAML ({_brief(exc)})") from None
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         raise _Unreadable(
             "YAML 文件须有顶层 rows: 列表 / the YAML file needs a top-level rows: list"
         )
+    if len(rows) > limits.roster_rows:
+        raise _too_many_rows(limits.roster_rows)
     raws: list[_RawRow] = []
     for i, item in enumerate(rows, start=1):
         if not isinstance(item, dict):
@@ -328,29 +518,140 @@ def _read_yaml(path: Path, out: ParsedRoster) -> list[_RawRow]:
             continue
         cells: dict[str, Any] = {}
         for k, v in item.items():
-            key = column_key(str(k))
-            if key is None:
-                out.errors.append(RowError(i, f"未知字段「{k}」 / unknown key {k!r}"))
-            else:
+            name = _clip(str(k)) if isinstance(k, str | int | float | bool) else "?"
+            key = column_key(name)
+            if key is not None:
                 cells[key] = v
+            elif normalize_header(name) not in IGNORED_HEADERS:  # 备注 / remark, as in a table
+                out.errors.append(RowError(i, f"未知字段「{name}」 / unknown key {name!r}"))
         raws.append(_RawRow(i, cells))
     return raws
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- one row ---------------------------------------------------------------------------
 
 
 def _text(value: Any) -> str:
-    """A cell as trimmed text; numbers typed by Excel or YAML lose their '.0'."""
+    """A cell as trimmed text: NFKC (full-width forms made half-width), without zero-width or
+    control characters (line breaks stay: they separate people); numbers typed by Excel or
+    YAML lose their '.0'."""
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return typed_text(clean(str(value))).strip()
+
+
+def normalized_name(text: str) -> str:
+    """A name as the roster compares and stores it: NFKC ("ＡＢＣ" is "ABC"), without
+    zero-width or control characters, each run of spaces or line breaks one space, trimmed.
+    Two names that differ only so are the same name."""
+    return " ".join(typed_text(clean(text)).split())
+
+
+def near_key(name: str) -> str:
+    """What two names that are *nearly* the same share (a warning, never merged): the
+    normalized name in lower case without spaces, punctuation or symbols, with a trailing
+    股份有限公司 / 有限责任公司 / 有限公司 read as 公司."""
+    key = "".join(
+        c for c in normalized_name(name).casefold() if unicodedata.category(c)[0] not in "PSZ"
+    )
+    for form in COMPANY_FORMS:
+        if key.endswith(form):
+            return key[: -len(form)] + "公司"
+    return key
+
+
+def parse_cells(
+    cells: Mapping[str, Any], row: int = 2, refs: Mapping[str, str] | None = None
+) -> tuple[RosterRow | None, list[RowError]]:
+    """One row as a file holds it (column key → cell value, ``refs`` the cells' names such as
+    "L5") → the row, or its errors. Never raises for what the cells hold."""
+    errors: list[RowError] = []
+    parsed = _parse_row(_RawRow(row, dict(cells), dict(refs or {})), errors)
+    return parsed, errors
+
+
+# Scalars a cell may hold as a file gives it (YAML also gives dates and booleans).
+_SCALARS = (str, int, float, bool, date, datetime, time)
+
+
+def _cell_problems(raw: _RawRow) -> list[str]:
+    """Per cell: what makes it unusable whatever its column (a formula, an Excel error, an
+    invisible character, an oversized or strangely shaped value), named by its cell."""
+    problems: list[str] = []
+    for key, value in raw.cells.items():
+        col = COLUMN_BY_KEY[key]
+        found = _value_problem(value, col.people)
+        if found is None:
+            continue
+        zh, en = found
+        ref = raw.refs.get(key)
+        if ref:
+            problems.append(f"单元格 {ref}（{col.header}）{zh} / cell {ref} ({col.english}) {en}")
+        else:
+            problems.append(f"「{col.header}」{zh} / {col.english} {en}")
+    return problems
+
+
+def _value_problem(value: Any, people: bool, nested: bool = False) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, _Formula):
+        return (
+            f"是公式（{_clip(str(value))}），请复制后「选择性粘贴 → 数值」",
+            "is a formula: paste the values instead (Paste Special → Values)",
+        )
+    if isinstance(value, str):
+        if len(value) > CELL_MAX_CHARS:
+            return (f"超过 {CELL_MAX_CHARS} 字", f"is longer than {CELL_MAX_CHARS} characters")
+        text = _text(value)
+        if text.upper() in EXCEL_ERRORS:
+            return (
+                f"是 Excel 错误值 {text}，请填写实际内容",
+                f"holds the Excel error {text}; write the actual value",
+            )
+        odd = sorted({c for c in text if unicodedata.category(c) in ("Cf", "Cs")})
+        if odd:
+            points = "、".join(f"U+{ord(c):04X}" for c in odd[:3])
+            return (
+                f"含有不可见的格式字符 {points}（如方向标记），请删除",
+                f"contains invisible formatting characters ({points}, e.g. direction marks)",
+            )
+        return None
+    if isinstance(value, int) and value.bit_length() > 3 * CELL_MAX_CHARS:
+        return (f"超过 {CELL_MAX_CHARS} 字", f"is longer than {CELL_MAX_CHARS} characters")
+    if isinstance(value, _SCALARS):
+        return None
+    if people and not nested and isinstance(value, list):
+        if len(value) > MAX_PEOPLE:
+            return (f"超过 {MAX_PEOPLE} 人", f"lists more than {MAX_PEOPLE} people")
+        for item in value:
+            if (found := _value_problem(item, people, nested=True)) is not None:
+                return found
+        return None
+    if people and isinstance(value, dict):
+        for item in value.values():
+            if item is not None and not isinstance(item, _SCALARS):
+                return ("中的人员格式不对", "holds a person in an unknown form")
+            if (found := _value_problem(item, people, nested=True)) is not None:
+                return found
+        return None
+    if isinstance(value, list | dict) and not nested:
+        return None  # a text column given a list or mapping: reported with the column
+    return ("的格式不对（应为文字）", "must be text")
 
 
 def _parse_row(raw: _RawRow, errors: list[RowError]) -> RosterRow | None:
     n, cells = raw.row, raw.cells
+    unusable = _cell_problems(raw)
+    if unusable:
+        errors.extend(RowError(n, problem) for problem in unusable)
+        return None
     found: list[RowError] = []
 
     def fail(msg: str) -> None:
@@ -364,7 +665,7 @@ def _parse_row(raw: _RawRow, errors: list[RowError]) -> RosterRow | None:
         if isinstance(value, dict | list):
             fail(f"「{col.header}」应为文字 / {col.english} must be text")
             value = None
-        text[col.key] = _text(value)
+        text[col.key] = normalized_name(_text(value))
         limit = MAX_LEN.get(col.key)
         if limit and len(text[col.key]) > limit:
             fail(f"「{col.header}」超过{limit}字 / {col.english} is longer than {limit} characters")
@@ -382,6 +683,7 @@ def _parse_row(raw: _RawRow, errors: list[RowError]) -> RosterRow | None:
     elif etype is None:
         fail(f"企业类型「{text['type']}」无法识别，可填：{TYPE_CHOICES} / unknown enterprise type")
     kind = _unit_kind(text["unit_kind"], text["county"], fail)
+    point = _coordinates(text["longitude"], text["latitude"], fail)
     if kind is UnitKind.SPECIAL and text["city"]:
         fail(
             "省直单位不属于设区市，「市」请留空 / a province-level body has no city; leave 市 blank"
@@ -394,7 +696,7 @@ def _parse_row(raw: _RawRow, errors: list[RowError]) -> RosterRow | None:
             if col.single and len(refs) > 1:
                 fail(f"「{col.header}」只能填一人 / only one {col.english} allowed")
             people[col.key] = refs
-    if _blank(cells.get("ent_chief")):
+    if _blank(cells.get("ent_chief")) or (not found and not people["ent_chief"]):
         fail("缺少企业负责人 / missing enterprise chief")
 
     if found:
@@ -424,12 +726,16 @@ def _parse_row(raw: _RawRow, errors: list[RowError]) -> RosterRow | None:
         ent_chief=people["ent_chief"][0],
         ent_members=people["ent_members"],
         given=given,
+        longitude=point[0] if point else None,
+        latitude=point[1] if point else None,
     )
 
 
 def _blank(value: Any) -> bool:
-    if isinstance(value, list | dict):
-        return not value
+    if isinstance(value, list):
+        return all(_blank(v) for v in value)
+    if isinstance(value, dict):
+        return all(_blank(v) for v in value.values())
     return not _text(value)
 
 
@@ -445,6 +751,49 @@ def _unit_kind(text: str, county: str, fail: Fail) -> UnitKind | None:
     if kind is None:
         fail(f"单位类型「{text}」无法识别，可填：{UNIT_KIND_CHOICES} / unknown unit kind")
     return kind
+
+
+def _degrees(text: str) -> float | None:
+    """A coordinate cell as a number of degrees, or None when it is not one."""
+    text = unicodedata.normalize("NFKC", text).strip().removesuffix("°").strip()
+    return float(text) if DEGREES.match(text) else None
+
+
+def _coordinates(lon_text: str, lat_text: str, fail: Fail) -> tuple[float, float] | None:
+    """(longitude, latitude) of the 经度 / 纬度 cells: both blank is None; one alone, a
+    non-number or a value off the globe is an error."""
+    if not lon_text and not lat_text:
+        return None
+    if not lon_text or not lat_text:
+        fail("经度和纬度须同时填写（或都留空） / give both longitude and latitude (or neither)")
+        return None
+    lon, lat = _degrees(lon_text), _degrees(lat_text)
+    ok = True
+    for value, cell, zh, en, example in (
+        (lon, lon_text, "经度", "longitude", "114.0298"),
+        (lat, lat_text, "纬度", "latitude", "27.6306"),
+    ):
+        if value is None:
+            fail(
+                f"「{zh}」「{cell}」不是数字，应为十进制度数，如 {example}"
+                f" / {en} {cell!r} is not a number of degrees like {example}"
+            )
+            ok = False
+    if not ok or lon is None or lat is None:
+        return None
+    if not -90 <= lat <= 90 and -90 <= lon <= 90 and -180 <= lat <= 180:
+        fail(
+            f"经度 {lon_text}、纬度 {lat_text} 似乎填反了（纬度在 -90 到 90 之间）"
+            " / longitude and latitude look swapped (latitude lies between -90 and 90)"
+        )
+        return None
+    if not -180 <= lon <= 180:
+        fail(f"经度 {lon_text} 超出范围（-180 到 180） / longitude out of range (-180 to 180)")
+        ok = False
+    if not -90 <= lat <= 90:
+        fail(f"纬度 {lat_text} 超出范围（-90 到 90） / latitude out of range (-90 to 90)")
+        ok = False
+    return (lon, lat) if ok else None
 
 
 # --- person cells ------------------------------------------------------------------------
@@ -464,11 +813,13 @@ def _parse_people(value: Any, header: str, fail: Fail) -> tuple[PersonRef, ...]:
     refs: list[PersonRef] = []
     for item in items:
         if isinstance(item, dict):
-            ref = _person_from_mapping(item, header, fail)
-        else:
-            ref = _person_from_text(_text(item), header, fail)
-        if ref is not None and ref not in refs:
-            refs.append(ref)
+            found = [_person_from_mapping(item, header, fail)]
+        else:  # a YAML list entry may hold several people, as a cell does
+            parts = [p for p in PEOPLE_SEP.split(_text(item)) if p.strip()]
+            found = [_person_from_text(part, header, fail) for part in parts]
+        for ref in found:
+            if ref is not None and ref not in refs:
+                refs.append(ref)
     return tuple(refs)
 
 
@@ -517,6 +868,7 @@ def _person_from_mapping(item: dict[Any, Any], header: str, fail: Fail) -> Perso
     for k, v in item.items():
         key = _MAPPING_KEYS.get(normalize_header(str(k)))
         if key is None:
+            k = _clip(normalized_name(str(k)))
             fail(f"「{header}」中的未知字段「{k}」 / unknown person key {k!r}")
             return None
         fields[key] = _text(v)
@@ -530,6 +882,7 @@ def _person(
     name: str, phone: str | None, mxid: str | None, header: str, fail: Fail
 ) -> PersonRef | None:
     ok = True
+    name = normalized_name(name)
     if len(name) > 100:
         fail(f"「{header}」中的姓名过长 / name too long")
         ok = False
@@ -543,7 +896,7 @@ def _person(
             )
             ok = False
     if mxid:
-        mxid = unicodedata.normalize("NFKC", mxid)
+        mxid = normalized_name(mxid)
         if not MXID_RE.match(mxid):
             hint = "，用户名须小写" if mxid != mxid.lower() and MXID_RE.match(mxid.lower()) else ""
             fail(
@@ -705,3 +1058,26 @@ def _check_duplicates(rows: list[RosterRow], errors: list[RowError]) -> None:
             )
         else:
             seen[key] = row.row
+
+
+def _near_duplicates(rows: list[RosterRow], warnings: list[str]) -> None:
+    """Names that differ though only in spaces, punctuation or the company form (near_key):
+    probably one enterprise (grid, county) written two ways. Reported, never merged."""
+    first: dict[tuple[Any, ...], tuple[str, int]] = {}
+    told: set[tuple[Any, ...]] = set()
+    for row in rows:
+        for what, scope, name in (
+            (("县（单位）", "county"), (), row.county),
+            (("业务领域", "domain"), row.unit_key, row.domain),
+            (("企业", "enterprise"), row.unit_key, row.enterprise),
+        ):
+            key = (what, scope, near_key(name))
+            seen, at = first.setdefault(key, (name, row.row))
+            if seen == name or (*key, name) in told:
+                continue
+            told.add((*key, name))
+            warnings.append(
+                f"第{row.row}行: {what[0]}「{name}」与第{at}行的「{seen}」几乎相同（只差空格、"
+                f"标点或“有限公司”一类的后缀），请确认不是同一个 / near-duplicate {what[1]} "
+                f"names {name!r} and {seen!r} (row {at}): check they are not the same"
+            )

@@ -309,11 +309,13 @@ async def _run_bot(config_path: Path) -> int:
     except ImportError as exc:
         raise StepFailed(f"GridBot is not available: {exc}") from None
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    bot = GridBot(load_config(config_path))
+    from bot import logs
+
+    if not logging.getLogger().handlers:  # (`gridbot sandbox` has set it up already)
+        logs.setup()
+    config = load_config(config_path)
+    logs.use_timezone(config.tz)
+    bot = GridBot(config)
     loop = asyncio.get_running_loop()
     task = asyncio.create_task(bot.run())
     stopping = False

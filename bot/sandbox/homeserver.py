@@ -120,10 +120,14 @@ class Synapse:
         server_name: str = "localhost",
         relaxed_limits: bool = True,
         log_level: str = "WARNING",
+        limits: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.server_name = server_name
         self.relaxed_limits = relaxed_limits
+        # Rate-limit settings applied last (with relaxed_limits=False: Synapse's defaults but
+        # these, e.g. logins for a test's own clients).
+        self.limits = dict(limits or {})
         self.log_level = log_level
         self.port: int = port or 0
         self.config_path = self.data_dir / CONFIG_NAME
@@ -281,6 +285,7 @@ class Synapse:
             cfg.pop(key, None)
         if self.relaxed_limits:
             cfg.update(RELAXED_LIMITS)
+        cfg.update(self.limits)
         self._shared_secret = str(cfg["registration_shared_secret"])
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         log_cfg = {
@@ -429,6 +434,14 @@ class Synapse:
             "POST",
             f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit",
             json={"messages_per_second": 0, "burst_count": 0},
+            token=admin_token,
+        )
+
+    async def remove_ratelimit_override(self, user_id: str, admin_token: str) -> None:
+        """Hold user_id to the configured limits again (undo ``exempt_from_ratelimit``)."""
+        await self._request(
+            "DELETE",
+            f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit",
             token=admin_token,
         )
 

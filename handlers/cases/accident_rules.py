@@ -35,6 +35,7 @@ async def report(
         vehicles=data.get("vehicles", ""),
         account=data.get("account", ""),
         photos=list(data.get("photos") or []),
+        files=list(data.get("files") or []),
         updates=0,
         reported_by=actor.user_id,
         reporter_name=actor.name,
@@ -44,11 +45,12 @@ async def report(
     minutes = minutes_since(acc.occurred_at, now)
     values = {"a": acc, "ent": ar.enterprise, "minutes": minutes, "reporter": actor.name}
     home = Audience(ar.ent_room or actor.room_id, ar.members, rings=True)
+    files, stage = acc.files, "accident"
     await threads.tell(
-        acc.code, [home], "accident_posted", photos=acc.photos, stage="accident", **values
+        acc.code, [home], "accident_posted", photos=acc.photos, files=files, stage=stage, **values
     )
     missing = await threads.alert_upper_levels(
-        acc.code, ar, "accident_alert", photos=acc.photos, stage="accident", **values
+        acc.code, ar, "accident_alert", photos=acc.photos, files=files, stage=stage, **values
     )
     return acc, missing
 

@@ -23,10 +23,10 @@ UPDATE_WORDS = ("update", "续报", "更新")
 # The enterprise is asked only when the room does not say it: the questions count 1/7 … 7/7.
 report_conv = Conversation(
     "accident",
-    CHOICE("enterprise", counted=False),
+    CHOICE("enterprise", counted=False, options="options"),
     TIME("time"),
     TEXT("place"),
-    CHOICE("type"),
+    CHOICE("type", options="types"),
     NUMBER("casualties"),
     TEXT("vehicles", "account"),
     PHOTO("photos"),
@@ -57,14 +57,15 @@ accident_command = report.command(
     summary={"zh_CN": "快报生产安全事故，或续报", "en": "report an accident, or follow one up"},
     details={
         "zh_CN": (
-            "不带参数：逐步填写事故快报（时间、地点、类型、伤亡、车辆船舶、简要经过、照片），"
+            "不带参数：逐步填写事故快报（时间、地点、类型、伤亡、车辆船舶、简要经过、照片、语音或文件），"
             "提交后立即报送二级网格员、二级网格长、一级网格长和办公室。\n"
             "续报：/事故 A-2026-0001 续报 内容，或在事故话题中回复“续报 内容”。\n"
             "/事故 A-2026-0001 查看详情与记录。"
         ),
         "en": (
             "Without arguments: report an accident step by step (time, place, type, casualties, "
-            "vehicles or vessels, account, photos); it is relayed to every level at once. "
+            "vehicles or vessels, account, photos, voice notes or files); it is relayed to every "
+            "level at once. "
             "Follow-up: /accident A-2026-0001 update <text>, or reply 续报 <text> in its thread."
         ),
     },

@@ -58,6 +58,8 @@ async def report(
         deadline_at=deadlines.end_of_day(deadline, config),
         photos=list(data.get("photos") or []),
         fix_photos=[],
+        files=list(data.get("files") or []),
+        fix_files=[],
         fix_note="",
         rework_count=0,
         supervised=False,
@@ -72,6 +74,7 @@ async def report(
         [Audience(ar.ent_room or actor.room_id, ar.members, rings=True)],
         "hazard_posted",
         photos=hazard.photos,
+        files=hazard.files,
         stage="report",
         h=hazard,
         ent=ar.enterprise,
@@ -92,6 +95,7 @@ async def _major_alert(
         ar,
         "hazard_major_alert",
         photos=hazard.photos,
+        files=hazard.files,
         stage="report",
         h=hazard,
         ent=ar.enterprise,
@@ -121,6 +125,8 @@ def _told(
     if action == "submit":
         return ar.members, True, above  # the members are to re-check it
     if action == "verify_pass":  # a major hazard: the chiefs are to close it out
+        if ar.l2_room is None and ar.l1_room is None:  # no upper room: rung where it lives
+            return unite(ar.l2_chiefs, ar.l1_chiefs), True, []
         return ar.staff, False, _upper_rooms(ar, ar.l2_chiefs, ar.l1_chiefs, rings=True)
     if action == "supervise":
         return unite(ar.staff, ar.members), False, _upper_rooms(ar, ar.members)
@@ -250,18 +256,22 @@ async def submit(
     hazard: Hazard,
     photos: list[dict[str, Any]],
     note: str,
+    files: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """The enterprise reports the hazard fixed, with photos; the members are to re-check."""
+    """The enterprise reports the hazard fixed, with photos (at least one) and any voice notes
+    or documents; the members are to re-check."""
     check_submit(cap, hazard)
     if not photos:
         raise _refuse(hazard, "need_photos")
     hazard.status = H_SUBMITTED
     hazard.fix_photos = [*hazard.fix_photos, *photos]
+    hazard.fix_files = [*(hazard.fix_files or []), *files]
     hazard.fix_note = note
     await _took(threads, actor, hazard, "submit", H_RECTIFYING, note)
     home = await threads.home(hazard.code, await threads.circle(hazard), actor)
     if home:
-        await threads.photos(hazard.code, home, photos, f"fix-{hazard.rework_count}")
+        stage = f"fix-{hazard.rework_count}"
+        await threads.evidence(hazard.code, home, photos, files, stage)
 
 
 async def verify_pass(

@@ -14,7 +14,7 @@ from bot.words import FINISHED, future_day, is_in, visible, which
 from handlers.cases import hazard_rules, history
 from handlers.cases.actors import Actor, acknowledge, actor_of, case_in_reach, case_meant
 from handlers.cases.refusals import CaseError, end_refused
-from handlers.cases.report_flow import ReportFlow, took_photo
+from handlers.cases.report_flow import ReportFlow, took_evidence
 from handlers.cases.threads import CaseThreads
 from handlers.visits.followup import is_visit_code, problem_text, visit_to_follow
 from storage.cases import HAZARD, Hazard
@@ -44,9 +44,10 @@ _ACTION_RES = sorted(
 # from "what" (a report from a visit starts at 2/9: the description is the visit's).
 report_conv = Conversation(
     "hazard",
-    CHOICE("enterprise", counted=False),
+    CHOICE("enterprise", counted=False, options="options"),
     TEXT("what", "where"),
-    CHOICE("category", "grade"),
+    CHOICE("category", options="categories"),
+    CHOICE("grade", options=len(hazard_rules.GRADE_WORDS)),
     PHOTO("photos"),
     TEXT("measures", "plan", "responsible"),
     DATE("deadline"),
@@ -89,23 +90,25 @@ hazard_command = report.command(
     summary={"zh_CN": "上报隐患，或办理某条隐患", "en": "report a hazard, or act on one"},
     details={
         "zh_CN": (
-            "不带参数：逐步上报隐患（内容、位置、类别、等级、照片、临时措施、整改措施、责任人、"
-            "整改期限）。\n"
+            "不带参数：逐步上报隐患（内容、位置、类别、等级、照片（也可发语音和 PDF、Word、"
+            "Excel、PPT 文件）、临时措施、整改措施、责任人、整改期限）。\n"
             "/隐患 V-2026-0001 把走访发现的问题作为隐患上报\n"
             "/隐患 H-2026-0001 查看详情与记录\n"
             "/隐患 H-2026-0001 确认 [一般|重大] [期限]（二级网格员确认等级和期限）\n"
-            "/隐患 H-2026-0001 整改完成 [说明]（企业提交，随后发送整改后照片）\n"
+            "/隐患 H-2026-0001 整改完成 [说明]（企业提交，随后发送整改后照片，可附语音和文件）\n"
             "/隐患 H-2026-0001 复查通过 / 复查不通过 [新期限] 原因（二级网格员复查）\n"
             "/隐患 H-2026-0001 销号（重大隐患复查通过后，由二级或一级网格长销号）\n"
             "/隐患 H-2026-0001 督办（二级或一级网格长挂牌督办）\n"
             "在隐患话题里直接回复“确认”“整改完成”“复查通过”“复查不通过 原因”“销号”“督办”也可以。"
         ),
         "en": (
-            "Without arguments: report a hazard step by step. With an id: /hazard H-2026-0001 "
-            "shows it; confirm [general|major] [deadline] (level-2 member); submit [note] "
-            "(enterprise, then photos); verify pass | verify fail [new deadline] reason "
-            "(member); close (a chief, for a verified major hazard); supervise (a chief). "
-            "Replies in the hazard's thread work too: 确认, 整改完成, 复查通过, 复查不通过 …"
+            "Without arguments: report a hazard step by step (photos, voice notes and PDF, "
+            "Word, Excel or PowerPoint files are kept as evidence). With an id: /hazard "
+            "H-2026-0001 shows it; confirm [general|major] [deadline] (level-2 member); submit "
+            "[note] (enterprise, then photos, voice notes, files); verify pass | verify fail "
+            "[new deadline] reason (member); close (a chief, for a verified major hazard); "
+            "supervise (a chief). Replies in the hazard's thread work too: 确认, 整改完成, "
+            "复查通过, 复查不通过 …"
         ),
     },
     then=_named,
@@ -190,16 +193,17 @@ async def start_from_visit(ctx: CommandContext, code: str) -> None:
 
 
 async def start_submit(ctx: CommandContext, hazard: Hazard, cap: Capacity, note: str) -> None:
-    """Check the enterprise may submit now, then collect the after-photos in a conversation."""
+    """Check the enterprise may submit now, then collect the after-photos (and any voice notes
+    or documents) in a conversation."""
     hazard_rules.check_submit(cap, hazard)
-    data = {"code": hazard.code, "note": note, "photos": []}
+    data = {"code": hazard.code, "note": note, "photos": [], "files": []}
     await conversation.start(ctx, submit_conv, "photos", data)
     ctx.reply("hazard_submit_ask", code=hazard.code, again=False)
 
 
 @submit_conv.step("photos")
 async def submit_photos(step: Step, msg: Incoming) -> None:
-    if took_photo(step, msg):
+    if took_evidence(step, msg):
         return
     code = step.data["code"]
     if not is_in(msg.text, FINISHED) or not step.data["photos"]:
@@ -210,7 +214,8 @@ async def submit_photos(step: Step, msg: Incoming) -> None:
         hazard, _, cap = await case_in_reach(ctx, code, Hazard)
         actor = await actor_of(ctx, code)
         photos, note = step.data["photos"], step.data["note"]
-        await hazard_rules.submit(CaseThreads(ctx), actor, cap, hazard, photos, note)
+        files = list(step.data.get("files") or [])
+        await hazard_rules.submit(CaseThreads(ctx), actor, cap, hazard, photos, note, files)
     except CaseError as refusal:
         end_refused(step, refusal)  # e.g. submitted meanwhile by a colleague
         return

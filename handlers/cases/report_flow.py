@@ -1,5 +1,5 @@
 """The report conversation hazards and accidents share: which enterprise, the questions, the
-photos, and filing the case once the last answer is in.
+evidence (photos, voice notes, documents), and filing the case once the last answer is in.
 
 A module declares its conversation (the questions, in order) and a :class:`ReportFlow` over it;
 the flow gives the shared steps their functions (``text``, ``choice``, ``photos``; the
@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import conversation
+from bot import conversation, evidence
 from bot.commands import Arg, Handler, Text, command
 from bot.context import CommandContext
 from bot.conversation import Conversation, Incoming, Step, text_step
+from bot.evidence import PHOTO, Evidence, Refused
 from bot.words import FINISHED, choose, is_in
 from handlers.cases.actors import Actor, actor_of
 from handlers.cases.refusals import CaseError, end_refused
@@ -28,8 +29,6 @@ from storage.cases import CaseRow
 from storage.directory import GRID_STAFF
 from storage.hazard_categories import OTHER
 
-IMAGE_TYPES = frozenset({"m.image"})
-
 # Files the case from the answers ({enterprise_id, enterprise, …}); returns it and the kinds of
 # upper room that were missing (the reporter is told to phone them).
 Filer = Callable[[CaseThreads, Actor, dict[str, Any]], Awaitable[tuple[CaseRow, list[str]]]]
@@ -39,33 +38,34 @@ Extras = Callable[[CommandContext, int], Awaitable[dict[str, Any]]]
 Named = Callable[[CommandContext, str], Awaitable[None]]
 
 
-def photo_of(msg: Incoming, sender: str) -> dict[str, Any] | None:
-    """An image message as stored on a case (mxc url, name, type); None if it is no image."""
-    media = msg.media
-    if media is None:
+def evidence_of(msg: Incoming, sender: str) -> Evidence | Refused | None:
+    """A file message read as evidence (bot.evidence: a photo, a voice note or a document),
+    stamped with its event, sender and time; a Refused for a file that is not taken; None
+    when the message carries no file."""
+    if msg.media is None:
         return None
-    info = media.get("info") or {}
-    mimetype = str(info.get("mimetype") or "")
-    if media.get("msgtype") not in IMAGE_TYPES and not mimetype.startswith("image/"):
-        return None
-    return {
-        "url": media["url"],
-        "name": media.get("name") or "photo",
-        "info": {k: info[k] for k in ("mimetype", "size", "w", "h") if k in info},
-        "event_id": msg.event_id,
-        "by": sender,
-        "at": datetime.now(UTC).isoformat(),
-    }
+    got = evidence.take(msg.media)
+    if isinstance(got, Refused):
+        return got
+    stamp = {"event_id": msg.event_id, "by": sender, "at": datetime.now(UTC).isoformat()}
+    return Evidence(got.kind, {**got.item, **stamp})
 
 
-def took_photo(step: Step, msg: Incoming) -> bool:
-    """Keep an image the sender sent in ``step.data["photos"]`` and say how many there are;
-    False when the message is no image."""
-    photo = photo_of(msg, step.ctx.sender)
-    if photo is None:
+def took_evidence(step: Step, msg: Incoming) -> bool:
+    """Keep a photo (``step.data["photos"]``), voice note or document (``step.data["files"]``)
+    the sender sent and say how many there are, or say why a file is not taken; False when the
+    message carries no file."""
+    got = evidence_of(msg, step.ctx.sender)
+    if got is None:
         return False
-    step.data.setdefault("photos", []).append(photo)
-    step.reply("case_photo_received", count=len(step.data["photos"]))
+    if isinstance(got, Evidence):
+        step.data.setdefault("photos" if got.kind == PHOTO else "files", []).append(got.item)
+    step.reply(
+        "case_evidence_received",
+        photos=len(step.data.get("photos") or []),
+        files=list(step.data.get("files") or []),
+        refused=got.reason if isinstance(got, Refused) else None,
+    )
     return True
 
 
@@ -185,13 +185,13 @@ class ReportFlow:
         self.conversation.step(state)(pick)
 
     def photos(self, state: str, *, then: str | None = None) -> None:
-        """Photos, any number, until a FINISHED word; then question ``then``, or (None) the
-        report is filed."""
+        """Photos, voice notes and documents, any number, until a FINISHED word; then question
+        ``then``, or (None) the report is filed."""
         if then is not None:
             self.conversation.ask(then)
 
         async def collect(step: Step, msg: Incoming) -> None:
-            if took_photo(step, msg):
+            if took_evidence(step, msg):
                 return
             if not is_in(msg.text, FINISHED):
                 self.ask(step, state, again=True)

@@ -84,8 +84,10 @@ async def raise_request(
 async def _ring_level(
     threads: CaseThreads, req: CaseRequest, ar: EnterpriseCircle, template: str, **values: Any
 ) -> None:
-    """Ring those who must take the request at its level, in their level's room."""
-    audience = Audience(room_at(ar, req.level), handlers_at(ar, req.level), rings=True)
+    """Ring those who must take the request at its level: in their level's room, or in the
+    request's home thread when their level has no room."""
+    room = room_at(ar, req.level) or await threads.home(req.code, ar)
+    audience = Audience(room, handlers_at(ar, req.level), rings=True)
     await threads.tell(req.code, [audience], template, r=req, ent=ar.enterprise, **values)
 
 

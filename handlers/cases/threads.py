@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.context import CommandContext
 from bot.outgoing import Attachment, Outgoing
+from bot.relations import answered
 from bot.scheduler import JobContext
 from storage import cases
 from storage.cases import CaseRow
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
 def related_event_ids(ctx: CommandContext) -> list[str]:
     """The events a message answers: its thread root and the event it replies to."""
-    rel = (ctx.event.source.get("content") or {}).get("m.relates_to") or {}
-    ids = []
-    if rel.get("rel_type") == "m.thread" and rel.get("event_id"):
-        ids.append(rel["event_id"])
-    reply = (rel.get("m.in_reply_to") or {}).get("event_id")
-    if reply:
-        ids.append(reply)
-    return ids
+    return answered(ctx.event.source.get("content") or {})
 
 
 async def case_answered(ctx: CommandContext) -> str | None:
@@ -168,6 +162,29 @@ class CaseThreads:
                 total=len(photos),
             )
 
+    async def evidence(
+        self,
+        code: str,
+        room_id: str,
+        photos: Sequence[dict[str, Any]],
+        files: Sequence[dict[str, Any]],
+        stage: str,
+    ) -> None:
+        """Show a case's photos, then its voice notes and documents, in its thread in room_id:
+        each a file event (m.image, m.audio, m.file) reusing the sender's mxc URI."""
+        await self.photos(code, room_id, photos, stage)
+        for i, item in enumerate(files, 1):
+            await self.post(
+                code,
+                room_id,
+                "evidence_caption",
+                attachment=Attachment.from_media(item),
+                stage=stage,
+                index=i,
+                total=len(files),
+                item=item,
+            )
+
     async def tell(
         self,
         code: str,
@@ -177,12 +194,14 @@ class CaseThreads:
         *,
         answering: Actor | None = None,
         photos: Sequence[dict[str, Any]] = (),
+        files: Sequence[dict[str, Any]] = (),
         stage: str = "",
         **values: Any,
     ) -> None:
         """Post into each audience's room once (rooms that do not exist are passed over),
-        mentioning its people, with ``photos`` after it in the thread. Where the message of the
-        actor being ``answering`` sits in that room's case thread, the post replies to it."""
+        mentioning its people, with ``photos`` and ``files`` (voice notes, documents) after it
+        in the thread. Where the message of the actor being ``answering`` sits in that room's
+        case thread, the post replies to it."""
         done: set[str] = set()
         for audience in audiences:
             room = audience.room
@@ -198,7 +217,7 @@ class CaseThreads:
                 reply_to=answering.reply_target(room) if answering else None,
                 **values,
             )
-            await self.photos(code, room, photos, stage)
+            await self.evidence(code, room, photos, files, stage)
 
     async def step_taken(
         self,
@@ -236,10 +255,14 @@ class CaseThreads:
         *,
         photos: Sequence[dict[str, Any]],
         stage: str,
+        files: Sequence[dict[str, Any]] = (),
         **values: Any,
     ) -> list[str]:
         """Ring every level above the enterprise at once (:func:`upper_levels`), with the
-        photos. Returns the kinds of room that do not exist, for the reporter to phone."""
+        photos, voice notes and documents. Returns the kinds of room that do not exist, for the
+        reporter to phone."""
         levels = upper_levels(ar)
-        await self.tell(code, levels.values(), template, photos=photos, stage=stage, **values)
+        await self.tell(
+            code, levels.values(), template, photos=photos, files=files, stage=stage, **values
+        )
         return [kind for kind, audience in levels.items() if audience.room is None]

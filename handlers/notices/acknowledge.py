@@ -28,6 +28,7 @@ from bot.commands import (
 )
 from bot.context import CommandContext
 from bot.errors import UserError
+from bot.relations import relation, replied_to, thread_root
 from storage import notices as N
 from storage import rooms
 from storage.directory import ENTERPRISE_STAFF, is_staff_of, own_enterprise_ids
@@ -72,13 +73,7 @@ def _ack_time(ctx: CommandContext) -> datetime:
 
 def _parent_event(content: dict[str, Any]) -> str | None:
     """The event a message answers: a reply, or the root of a thread it is in."""
-    rel = content.get("m.relates_to") or {}
-    reply = (rel.get("m.in_reply_to") or {}).get("event_id")
-    if reply:
-        return str(reply)
-    if rel.get("rel_type") == "m.thread" and rel.get("event_id"):
-        return str(rel["event_id"])
-    return None
+    return replied_to(content) or thread_root(content)
 
 
 @dataclass
@@ -140,7 +135,7 @@ class NoticeAckHook:
         return False
 
     async def _reaction(self, ctx: CommandContext, content: dict[str, Any]) -> bool:
-        rel = content.get("m.relates_to") or {}
+        rel = relation(content)
         parent = rel.get("event_id")
         if rel.get("rel_type") != "m.annotation" or not isinstance(parent, str):
             return False

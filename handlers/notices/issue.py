@@ -333,7 +333,6 @@ async def _send(ctx: CommandContext, data: dict[str, Any]) -> None:
         locale=ctx.locale,
         filter=data["filter"],
         attachments=list(data.get("attachments") or []),
-        mention_contacts=origin == REMIND,
     )
     done = await publish(ctx.session, ctx.services, draft, found.enterprises)
     ctx.reply(

@@ -151,31 +151,49 @@ def step_to_report(percent: int, reported: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class Failed:
+    """A room a notice did not reach, and why (``outbox.failure_cause``; its error code)."""
+
+    name: str  # the enterprise, or (for a level-2 room) its room id until named
+    cause: str | None
+    code: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "cause": self.cause, "code": self.code or ""}
+
+
+@dataclass(frozen=True)
 class Failures:
     """Messages the sender gave up on that the issuer has not heard of yet."""
 
     delivery_ids: tuple[int, ...]
-    enterprises: list[str]  # whose post did not go out
-    l2_rooms: list[str]  # level-2 rooms whose copy did not go out, each once
+    enterprises: list[Failed]  # whose post (or full text) did not go out, each once
+    l2_rooms: list[Failed]  # level-2 rooms whose copy did not go out, each once
 
 
 def failures_not_told(messages: list[N.FanOutMessage], told: set[int]) -> Failures:
-    """Posts and level-2 copies given up on, leaving out what earlier checks reported
-    (attachments to a reached enterprise room are not worth a word of their own)."""
+    """Posts, full texts and level-2 copies given up on, leaving out what earlier checks
+    reported (attachments to a reached enterprise room are not worth a word of their own)."""
     failed = [
         m
         for m in messages
-        if m.delivery.state == N.FAILED and m.part in (N.PART_POST, N.PART_L2_COPY)
+        if m.delivery.state == N.FAILED and m.part in (*N.CARRIERS, N.PART_L2_COPY)
     ]
     new = [m for m in failed if m.delivery_id not in told]
-    rooms_told = {m.room_id for m in failed if m.delivery_id in told and m.part == N.PART_L2_COPY}
-    l2_rooms: list[str] = []
+    # Each room once: by now or by an earlier check.
+    seen = {(m.part == N.PART_L2_COPY, m.room_id) for m in failed if m.delivery_id in told}
+    enterprises: list[Failed] = []
+    l2_rooms: list[Failed] = []
     for m in new:
-        if m.part == N.PART_L2_COPY and m.room_id not in rooms_told and m.room_id not in l2_rooms:
-            l2_rooms.append(m.room_id)
+        key = (m.part == N.PART_L2_COPY, m.room_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        about = Failed(m.enterprise or m.room_id, m.delivery.cause, m.delivery.code)
+        (l2_rooms if m.part == N.PART_L2_COPY else enterprises).append(about)
     return Failures(
         delivery_ids=tuple(m.delivery_id for m in new),
-        enterprises=[m.enterprise or "" for m in new if m.part == N.PART_POST],
+        enterprises=enterprises,
         l2_rooms=l2_rooms,
     )
 
@@ -228,7 +246,7 @@ async def report_progress(ctx: JobContext) -> None:
             "notice_undelivered",
             asks=True,
             code=notice.code,
-            enterprises=failures.enterprises,
+            enterprises=[f.as_dict() for f in failures.enterprises],
             l2_rooms=await _l2_room_names(ctx.session, failures.l2_rooms),
         )
     if progress.unfinished == 0:
@@ -248,15 +266,15 @@ async def report_progress(ctx: JobContext) -> None:
     )
 
 
-async def _l2_room_names(session: Session, room_ids: list[str]) -> list[str]:
-    """The grid names of level-2 rooms (the room id when the room is not known)."""
-    if not room_ids:
+async def _l2_room_names(session: Session, failed: list[Failed]) -> list[dict[str, Any]]:
+    """Level-2 rooms not reached, by their grid's name (the room id when it is not known)."""
+    if not failed:
         return []
-    infos = await rooms.get_many(session, room_ids)
+    infos = await rooms.get_many(session, [f.name for f in failed])
     grid_ids = [i.grid_id for i in infos.values() if i.grid_id]
     names = await grid_names(session, grid_ids)
     found = {r: names.get(i.grid_id) for r, i in infos.items() if i.grid_id}
-    return [found.get(r) or r for r in room_ids]
+    return [{**f.as_dict(), "name": found.get(f.name) or f.name} for f in failed]
 
 
 # --- reminders before the deadline ---------------------------------------------------------------
@@ -325,10 +343,14 @@ async def summarize(ctx: JobContext) -> None:
     )
 
 
-def _silent_by_grid(targets: list[N.NoticeTarget]) -> dict[int | None, list[N.NoticeTarget]]:
+def _silent_by_grid(
+    targets: list[N.NoticeTarget], deliveries: dict[int, N.Delivery]
+) -> dict[int | None, list[N.NoticeTarget]]:
+    """Silent enterprises by level-2 grid; not those the notice never reached (the issuer was
+    told those, with the cause: nobody is to chase an acknowledgement of what never arrived)."""
     grouped: dict[int | None, list[N.NoticeTarget]] = defaultdict(list)
     for t in targets:
-        if t.acked_at is None:
+        if t.acked_at is None and not deliveries[t.id].undelivered:
             grouped[t.grid_id].append(t)
     return grouped
 
@@ -350,10 +372,10 @@ async def _escalate(ctx: JobContext, *, to_chief: bool) -> None:
     notice = await _notice(ctx)
     if notice is None:
         return
-    by_grid = _silent_by_grid(await N.targets_of(ctx.session, notice.id))
+    deliveries = await N.post_deliveries(ctx.session, notice.id)
+    by_grid = _silent_by_grid(await N.targets_of(ctx.session, notice.id), deliveries)
     if not by_grid:
         return
-    deliveries = await N.post_deliveries(ctx.session, notice.id)
     grid_ids = [g for g in by_grid if g is not None]
     grid_rooms = await rooms_of(ctx.session, L2_ROOM, grid_ids)
     names = await grid_names(ctx.session, grid_ids)
@@ -456,7 +478,6 @@ async def send_calendar_reminder(ctx: JobContext) -> None:
         issuer_room=admin[0] if admin else None,
         locale=config.language,
         filter={"domains": list(entry.domains)},
-        mention_contacts=True,
     )
     done = await publish(ctx.session, ctx.services, draft, found.enterprises)
     await _tell_issuer(

@@ -10,7 +10,7 @@ progress; none is needed for the notice to go out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from bot.outgoing import Attachment, Outgoing
 from storage import notices as N
 from storage.db import Session
 from storage.directory import ENTERPRISE_ROOM, L2_ROOM, enterprise_contacts, rooms_of
-from storage.models import Enterprise
+from storage.models import Enterprise, OutboxMessage
 
 # Job kinds (handled in handlers/notices/jobs.py).
 JOB_REMIND = "notice-remind"
@@ -58,8 +58,6 @@ class Draft:
     locale: str
     filter: dict[str, Any] = field(default_factory=dict)
     attachments: list[dict[str, Any]] = field(default_factory=list)
-    # /remind and the calendar mention each enterprise's chief in the post.
-    mention_contacts: bool = False
 
 
 @dataclass
@@ -122,7 +120,8 @@ async def publish(
 
     ids = [e.id for e in enterprises]
     rooms = await rooms_of(session, ENTERPRISE_ROOM, ids)
-    contacts = await enterprise_contacts(session, ids) if draft.mention_contacts else {}
+    # Each post names and rings whom it asks to acknowledge: the chief (else the members).
+    contacts = await enterprise_contacts(session, ids)
     targets = [
         N.NoticeTarget(
             notice_id=notice.id,
@@ -137,12 +136,26 @@ async def publish(
 
     queued: list[N.Queued] = []
 
-    def carry(message: Outgoing, part: str, target: N.NoticeTarget | None = None) -> None:
+    def carry(message: Outgoing, part: str, target: N.NoticeTarget | None = None) -> OutboxMessage:
         """Queue one message of the notice; its delivery row links it to the outbox."""
         sent = outgoing.queue(
             session, services.messages, message, locale=config.language, cause=f"notice:{code}"
         )
         queued.append((sent, target, part))
+        return sent
+
+    full = full_text_file(notice)
+
+    def carry_text(message: Outgoing, part: str, target: N.NoticeTarget | None = None) -> None:
+        """Queue a message with the notice's text: whole when it fits one Matrix event, else
+        its beginning, and the whole text as a file in reply to it (see ``long_form``)."""
+        short = long_form(services, message, config.language, notice.text, full.name)
+        if short is None:
+            carry(message, part, target)
+            return
+        posted = carry(short, part, target)
+        reply = Outgoing(message.room_id, attachment=full, reply_to=posted)
+        carry(reply, N.PART_TEXT if target is not None else part, target)
 
     values = _post_values(notice, draft, config)
     files = [Attachment.from_media(media) for media in draft.attachments]
@@ -156,7 +169,7 @@ async def publish(
             "enterprise": t.enterprise_name,
             "contacts": [m.as_dict() for m in who],
         }
-        carry(
+        carry_text(
             Outgoing(
                 t.room_id,
                 "notice_post",
@@ -179,7 +192,7 @@ async def publish(
         if room_id == draft.issuer_room:
             continue
         copy_values = {**values, "enterprises": by_grid[grid_id]}
-        carry(Outgoing(room_id, "notice_l2_copy", copy_values), N.PART_L2_COPY)
+        carry_text(Outgoing(room_id, "notice_l2_copy", copy_values), N.PART_L2_COPY)
         for file in files:
             carry(Outgoing(room_id, attachment=file), N.PART_L2_COPY)
         copies += 1
@@ -194,11 +207,48 @@ async def publish(
     )
 
 
+# Long notices. A post repeats the text in plain and HTML form inside one Matrix event (at most
+# 64 KiB with its header and mentions), and escaping (<, &, line breaks) can double it. A notice
+# whose post would not fit is posted with the text's first EXCERPT_CHARS characters (cut at a
+# line end) and a line saying so; the whole text follows at once as ``N-2026-0001.txt`` (UTF-8),
+# a reply to the post in the same room. Decided here, before anything is recorded; the notice
+# has reached an enterprise once both are sent (storage.notices.CARRIERS).
+EXCERPT_CHARS = 1500
+SURELY_FITS_BYTES = 4_000  # a text this short fits however it is escaped: nothing to measure
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The beginning of a long text: at most ``limit`` characters, cut at a line end when there
+    is one in the second half."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", limit // 2, limit)
+    return text[: cut if cut > 0 else limit].rstrip()
+
+
+def full_text_file(notice: N.Notice) -> Attachment:
+    """The whole text as a file (with a BOM, so that old Windows Notepad reads it as UTF-8)."""
+    data = ("\ufeff" + notice.text).encode()
+    return Attachment(f"{notice.code}.txt", "text/plain; charset=utf-8", data=data)
+
+
+def long_form(
+    services: Services, message: Outgoing, locale: str, text: str, file_name: str
+) -> Outgoing | None:
+    """``message`` with only the text's beginning when the whole would not fit one event
+    (None: it fits as it is)."""
+    if len(text.encode()) <= SURELY_FITS_BYTES or outgoing.fits(services.messages, message, locale):
+        return None
+    values = {**message.values, "text": excerpt(text), "full_text": file_name}
+    return replace(message, values=values)
+
+
 def _post_values(notice: N.Notice, draft: Draft, config: Config) -> dict[str, Any]:
     return {
         "code": notice.code,
         "kind": notice.kind,
         "text": notice.text,
+        "full_text": None,  # the file's name when the post carries only the beginning
         "issuer_name": draft.issuer_name,
         "issuer_role": draft.issuer_role,
         "issuer_where": draft.issuer_where,

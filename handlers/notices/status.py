@@ -62,7 +62,9 @@ async def status(ctx: CommandContext) -> None:
     deliveries = await N.post_deliveries(ctx.session, notice.id)
     counts = N.count(shown, notice.deadline, feedback, deliveries)
     pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
-    page = min(ctx.args.get("page") or 1, pages)
+    page = ctx.args.get("page") or 1
+    if page > pages:
+        raise UserError("notice_status_no_page", code=notice.code, page=page, pages=pages)
     tz = ctx.services.config.tz
     ordered = sorted(shown, key=lambda t: status_order(t, deliveries[t.id]))
     rows = [
@@ -70,6 +72,8 @@ async def status(ctx: CommandContext) -> None:
             "index": (page - 1) * PAGE_SIZE + i + 1,
             "enterprise": t.enterprise_name,
             "delivery": deliveries[t.id].state,
+            "cause": deliveries[t.id].cause,
+            "code": deliveries[t.id].code or "",
             "acked_at": t.acked_at.astimezone(tz) if t.acked_at else None,
             "acked_by": t.acked_by_name,
             "method": t.ack_method,
@@ -108,11 +112,15 @@ async def status(ctx: CommandContext) -> None:
 )
 async def notices(ctx: CommandContext) -> None:
     visible = await enterprise_ids_in(ctx.session, reach(ctx.identity, Action.SEE))
-    found = await N.latest(ctx.session, visible=visible, issuer=ctx.sender, limit=LIST_SIZE)
+    mine = own_enterprise_ids(ctx.identity)
+    # Enterprise staff do not see a notice that never reached their enterprise as sent to it.
+    found = await N.latest(
+        ctx.session, visible=visible, issuer=ctx.sender, limit=LIST_SIZE, own=mine
+    )
     ids = [n.id for n in found]
     totals = await N.acknowledgement_totals(ctx.session, ids, visible=visible, issuer=ctx.sender)
     # For enterprise staff: has their enterprise acknowledged each notice?
-    own = await N.acknowledged_by(ctx.session, ids, own_enterprise_ids(ctx.identity))
+    own = await N.acknowledged_by(ctx.session, ids, mine)
     tz = ctx.services.config.tz
     now = datetime.now(UTC)
     items: list[dict[str, Any]] = [

@@ -164,7 +164,7 @@ def may_withdraw(sender: str, requested_by: str, staff: list[Staffer]) -> bool:
 
 def parse_code(text: str) -> int:
     """'S-12' (or 's12') → 12; ValueError otherwise (an Arg's parse)."""
-    match = _CODE.match(text.strip())
+    match = _CODE.match(clean(text).strip())
     if match is None:
         raise ValueError(text)
     return int(match.group(1))

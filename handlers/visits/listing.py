@@ -2,7 +2,10 @@
 
 A level-2 member sees their own enterprises, visited or not; a level-2 chief or office member
 sees their grid; level-1 staff see the level-2 grids of their county; admins see every grid.
-The table is HTML with a plain-text fallback that draws a ▇ bar per member.
+The table is HTML with a plain-text fallback that draws a ▇ bar per member. Every visit is
+marked where it was made (现场 on site, 异地 away with the distance, 未定位 not located: the
+one rule, storage.visits.siting, against config ``visits.onsite_radius_m``): a member sees each
+of their visits, the coverage table the counts per pair (or per member) and the farthest away.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from bot.commands import DIRECT, GRID_ROOMS, Arg, ArgError, command, tr
 from bot.context import CommandContext
 from bot.errors import UserError
 from storage.directory import Action, level2_grids_in, reach, roles_for
-from storage.visit_reports import GridCoverage, coverage, pairs_for_month, rate
+from storage.visit_reports import GridCoverage, Sitings, coverage, pairs_for_month, rate
 
 # Above this many member × enterprise pairs the table lists members only (a Matrix event
 # must stay well under 64 KiB).
@@ -65,7 +68,9 @@ async def visits_report(ctx: CommandContext) -> None:
         await _member_view(ctx, year, month, upto, current, today)
         return
     grids = await level2_grids_in(ctx.session, overseen)
-    table = await coverage(ctx.session, dates.month_bounds(year, month), grids, upto=upto)
+    radius = ctx.services.config.visits.onsite_radius_m
+    bounds = dates.month_bounds(year, month)
+    table = await coverage(ctx.session, bounds, grids, upto=upto, radius_m=radius)
     ctx.reply("visits_table", **table_values(table, year, month, current))
 
 
@@ -88,7 +93,10 @@ async def _member_view(
     person = ctx.identity.person
     assert person is not None  # every role above the admin one comes with a roster person
     bounds = dates.month_bounds(year, month)
-    pairs = await pairs_for_month(ctx.session, bounds, person_id=person.id, upto=upto)
+    radius = ctx.services.config.visits.onsite_radius_m
+    pairs = await pairs_for_month(
+        ctx.session, bounds, person_id=person.id, upto=upto, radius_m=radius
+    )
     last = bounds[1]
     ctx.reply(
         "visits_member",
@@ -96,13 +104,23 @@ async def _member_view(
         current=current,
         days_left=(last - today).days if current else 0,
         visited=[
-            {"name": p.enterprise_name, "count": p.visits, "last": p.last}
+            {
+                "name": p.enterprise_name,
+                "count": p.visits,
+                "last": p.last,
+                "visits": [{"code": m.code, "day": m.day, "siting": m.siting} for m in p.marks],
+            }
             for p in pairs
             if p.visited
         ],
         missing=[p.enterprise_name for p in pairs if not p.visited],
         rate=rate(sum(p.visited for p in pairs), len(pairs)),
     )
+
+
+def _sitings(s: Sitings) -> dict[str, Any]:
+    """Template values of how visits were made: on site, away (and the farthest), not located."""
+    return {"onsite": s.onsite, "away": s.away, "unlocated": s.unlocated, "farthest": s.farthest}
 
 
 def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -130,7 +148,15 @@ def table_values(table: list[GridCoverage], year: int, month: int, current: bool
                     "visits": m.visits,
                     "bar": bar(m.visited, m.total),
                     "missing": [p.enterprise_name for p in m.missing],
-                    "pairs": [{"name": p.enterprise_name, "count": p.visits} for p in m.pairs],
+                    "sitings": _sitings(m.sitings),
+                    "pairs": [
+                        {
+                            "name": p.enterprise_name,
+                            "count": p.visits,
+                            "sitings": _sitings(p.sitings),
+                        }
+                        for p in m.pairs
+                    ],
                 }
                 for m in g.members
             ],

@@ -35,7 +35,7 @@ from storage.visits import (
 # the summary last.
 meeting_conv = Conversation(
     "meeting",
-    CHOICE("grid", counted=False),
+    CHOICE("grid", counted=False, options="choices"),
     DATE("date"),
     TEXT("attendees", "topics", "decisions"),
     FILE("minutes"),

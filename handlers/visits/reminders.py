@@ -125,7 +125,11 @@ async def visit_reminder(ctx: JobContext) -> None:
 async def visit_gaps(ctx: JobContext) -> None:
     year, month = ctx.payload["year"], ctx.payload["month"]
     grids = await level2_grids(ctx.session)
-    table = {g.grid_id: g for g in await coverage(ctx.session, month_bounds(year, month), grids)}
+    radius = ctx.services.config.visits.onsite_radius_m
+    table = {
+        g.grid_id: g
+        for g in await coverage(ctx.session, month_bounds(year, month), grids, radius_m=radius)
+    }
     by_parent: dict[int, list[Grid]] = defaultdict(list)
     for grid in grids:
         if grid.parent_id is not None:

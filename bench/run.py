@@ -1,0 +1,117 @@
+"""Run the benchmarks and print one table: GridBot against its baselines and targets.
+
+    python bench/run.py [NAME ...] [--quick | --scale F] [--with NAME="ARGS"] [--check]
+
+NAME is any of roundtrip, provision, broadcast, resume (default: all, in that order). Each
+starts its own throw-away Synapse, prints its own detailed table, and adds its rows to the
+summary printed at the end: GridBot's median (and p90 where there are enough samples), its
+baseline's, the ratio, the target the README states, pass or FAIL. GridBot and its baseline
+are measured in alternating rounds (bench/interleave.py), so the ratios hold on a shared
+machine where the raw times do not.
+
+--quick runs everything at a tenth of its size (minutes, not the better part of an hour);
+--scale F at any other fraction; --with passes a bench its own options, after the scaled ones
+(e.g. --with resume="--rooms 500 --keep /dev/shm/resume-500"). --check exits 1 when a target
+is missed or a bench fails. Benchmarks are not tests: CI does not run them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.interleave import Result, failed, print_summary  # noqa: E402
+
+BENCHES = ("roundtrip", "provision", "broadcast", "resume")
+QUICK_SCALE = 0.1
+
+
+def bench_args(module: ModuleType, scale: float, extra: str) -> argparse.Namespace:
+    argv = module.scaled(scale) if scale != 1 else []
+    return module.parse([*argv, *shlex.split(extra)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benches to run: {', '.join(BENCHES)}"
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick", action="store_true", help=f"every bench at {QUICK_SCALE:g} of its size"
+    )
+    size.add_argument("--scale", type=float, default=1.0, help="every bench at this fraction")
+    parser.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar='NAME="ARGS"',
+        help='options for one bench, e.g. resume="--rooms 500" (repeatable)',
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 on a missed target")
+    args = parser.parse_args(argv)
+    names = args.names or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
+    extra: dict[str, str] = {}
+    for item in args.extra:
+        name, sep, value = item.partition("=")
+        if not sep or name not in BENCHES:
+            parser.error(f'--with {item!r}: expected NAME="ARGS" with NAME in {BENCHES}')
+        extra[name] = f"{extra.get(name, '')} {value}"
+    scale = QUICK_SCALE if args.quick else args.scale
+    if scale <= 0:
+        parser.error("--scale must be above 0")
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nio").setLevel(logging.ERROR)
+    results: list[Result] = []
+    broken: list[str] = []
+    started = time.monotonic()
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        bench = bench_args(module, scale, extra.get(name, ""))
+        shown = " ".join(
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in vars(bench).items()
+            if v not in (None, False) and k != "check"
+        )
+        print(f"\n=== {name} ({shown})", flush=True)
+        t0 = time.monotonic()
+        try:
+            results.extend(asyncio.run(module.measure(bench)))
+        except Exception:
+            traceback.print_exc()
+            broken.append(name)
+        print(f"=== {name}: {time.monotonic() - t0:.0f} s", flush=True)
+
+    size_note = f", scale {scale:g}" if scale != 1 else ""
+    print_summary(
+        results,
+        f"GridBot vs baselines ({len(names)} benches{size_note}, "
+        f"{time.monotonic() - started:.0f} s in all; median / p90, ratio = GridBot / baseline)",
+    )
+    if broken:
+        print(f"\nfailed to run: {', '.join(broken)}")
+    missed = failed(results)
+    if missed:
+        print(f"\ntargets missed: {', '.join(f'{r.bench} / {r.measure}' for r in missed)}")
+    return 1 if args.check and (missed or broken) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
