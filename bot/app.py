@@ -29,7 +29,7 @@ from messages import Messages
 from storage import sessions
 from storage.db import Database
 from storage.models import InboxEvent
-from storage.outbox import QUEUED_ROOMS
+from storage.outbox import ANSWER_ROOMS, QUEUED_ROOMS
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class GridBot:
     def _wake_sender(self, info: dict[str, Any]) -> None:
         rooms = info.get(QUEUED_ROOMS)
         if rooms and self.sender is not None:
-            self.sender.wake(rooms)
+            self.sender.wake(rooms, answers=info.get(ANSWER_ROOMS))
 
     async def _after_store(self, added: list[InboxEvent] | None) -> None:
         """Handle what a sync stored; ``None`` (at start) handles everything still pending."""

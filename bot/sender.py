@@ -64,34 +64,37 @@ class SendGate:
 
     At most ``slots`` requests are in flight. After a 429 nobody goes until the wait the
     homeserver asked for is over; then one at a time (its bucket refills one message at a
-    time: a crowd would only collect more 429s), doubling again after two answers in a row
-    without one (a passing 429), and at full width once nobody is waiting. Of those waiting,
-    the lowest rank goes first (``storage.outbox.rank``: answers to people, then the oldest).
+    time: a crowd would only collect more 429s), twice as many again after each two answers
+    in a row without a 429 (it passed). Of those waiting, the lowest rank goes first
+    (``storage.outbox.rank``: answers to people, then the oldest).
     """
 
     def __init__(self, slots: int) -> None:
         self._slots = slots
         self._busy = 0
-        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None]]] = []
+        # (rank, arrival, future, key): a heap; a promoted waiter is pushed again (see promote).
+        self._waiting: list[tuple[tuple[int, int], int, asyncio.Future[None], str]] = []
         self._order = itertools.count()
         self._until = 0.0  # loop time before which nobody goes
         self._window = slots  # how many may be in flight now: 1 after a 429
         self._streak = 0  # answers without a 429 since the last one
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._promoted: dict[str, int] = {}  # key → rank for its next turn
 
     @property
     def waiting(self) -> int:
-        return sum(1 for *_, f in self._waiting if not f.done())
+        return len({id(f) for _, _, f, _ in self._waiting if not f.done()})
 
     @property
     def paused(self) -> bool:
         return asyncio.get_running_loop().time() < self._until
 
     @contextlib.asynccontextmanager
-    async def turn(self, rank: tuple[int, int]) -> AsyncIterator[None]:
-        """Hold one of the slots while talking to the homeserver."""
-        await self._acquire(rank)
+    async def turn(self, rank: tuple[int, int], key: str = "") -> AsyncIterator[None]:
+        """Hold one of the slots while talking to the homeserver (``key``: who waits, for
+        :meth:`promote`)."""
+        await self._acquire(rank, key)
         try:
             yield
         finally:
@@ -126,13 +129,28 @@ class SendGate:
         self._until = 0.0
         self._admit()
 
-    async def _acquire(self, rank: tuple[int, int]) -> None:
+    def promote(self, key: str, first: int) -> None:
+        """Whoever waits under ``key`` now ranks ``first`` (if that is ahead of where it was):
+        an answer was queued behind its message in its room. Kept for its next turn too, in
+        case it is on its way to the gate (see :meth:`forget`)."""
+        self._promoted[key] = min(first, self._promoted.get(key, first))
+        for rank, order, fut, k in list(self._waiting):
+            if k == key and not fut.done() and first < rank[0]:
+                heapq.heappush(self._waiting, ((first, rank[1]), order, fut, key))
+
+    def forget(self, key: str) -> None:
+        """``key`` has nothing left to send: a promotion waiting for it is void."""
+        self._promoted.pop(key, None)
+
+    async def _acquire(self, rank: tuple[int, int], key: str) -> None:
         loop = asyncio.get_running_loop()
+        if key in self._promoted:
+            rank = (min(rank[0], self._promoted.pop(key)), rank[1])
         if not self._waiting and self._busy < self._capacity and loop.time() >= self._until:
             self._busy += 1
             return
         fut: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(self._waiting, (rank, next(self._order), fut))
+        heapq.heappush(self._waiting, (rank, next(self._order), fut, key))
         self._admit()
         try:
             await fut
@@ -158,13 +176,12 @@ class SendGate:
                 self._timer = loop.call_later(wait, self._on_timer)
             return
         while self._waiting and self._busy < self._capacity:
-            *_, fut = heapq.heappop(self._waiting)
+            _, _, fut, _ = heapq.heappop(self._waiting)
             if not fut.done():
                 self._busy += 1
                 fut.set_result(None)
-        if not any(not f.done() for *_, f in self._waiting):
+        if not any(not f.done() for _, _, f, _ in self._waiting):
             self._waiting.clear()
-            self._window = self._slots  # nobody queues any more: full width for the next burst
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -242,8 +259,13 @@ class Sender:
         """How many rooms have a worker sending right now (0 when the sender is idle)."""
         return len(self._workers)
 
-    def wake(self, room_ids: Iterable[str] | None = None) -> None:
-        """New messages are queued: in ``room_ids`` when given (no outbox scan needed)."""
+    def wake(
+        self, room_ids: Iterable[str] | None = None, answers: Iterable[str] | None = None
+    ) -> None:
+        """New messages are queued: in ``room_ids`` when given (no outbox scan needed), with
+        answers to people in ``answers`` (a room's worker waiting with fan-out goes first)."""
+        for room_id in answers or ():
+            self.gate.promote(room_id, outbox.ANSWER)
         if room_ids is None:
             self._wake.set()
             return
@@ -293,6 +315,7 @@ class Sender:
             await self._drain_room_surviving(room_id)
         finally:
             self._workers.pop(room_id, None)
+            self.gate.forget(room_id)
 
     async def _drain_room_surviving(self, room_id: str) -> None:
         """``_drain_room``, again and again while the database is lost (e.g. PostgreSQL
@@ -326,6 +349,7 @@ class Sender:
                 async with self.db.transaction() as session:
                     msg = await outbox.next_for_room(session, room_id)
                     prepared = await outbox.prepare(session, msg) if msg is not None else None
+                    rank = await outbox.rank_in_room(session, msg) if prepared else None
             if msg is None or prepared is None:
                 # No await between the empty check and leaving the table: a message queued
                 # from now on wakes the run loop, which then sees no worker and starts one.
@@ -336,17 +360,21 @@ class Sender:
             if prepared.upload is None and prepared.content is None:
                 await asyncio.sleep(0.2)  # a parent of this message is still being sent
                 continue
-            # Then a turn with the homeserver: answers to people before fan-out.
-            async with self.gate.turn(outbox.rank(msg)):
-                if self._stopping:
-                    return
-                resp = await self._attempt(room_id, msg, prepared)
-                if (wait := retry_after(resp)) is not None:
-                    # Before the turn passes on: nobody else runs into the same limit meanwhile.
-                    log.info("rate limited in %s; every room waits %.1f s", room_id, wait)
-                    self.gate.pause(wait)
-                elif resp is not None and not isinstance(resp, _NETWORK_ERRORS):
-                    self.gate.succeeded()
+            # Then a turn with the homeserver: answers to people before fan-out. Rate limited,
+            # the same message waits for its next turn (nothing to read again meanwhile).
+            assert rank is not None
+            wait: float | None = 0.0
+            while wait is not None:
+                async with self.gate.turn(rank, room_id):
+                    if self._stopping:
+                        return
+                    resp = await self._attempt(room_id, msg, prepared)
+                    if (wait := retry_after(resp)) is not None:
+                        # Before the turn passes on: nobody runs into the same limit meanwhile.
+                        log.info("rate limited in %s; every room waits %.1f s", room_id, wait)
+                        self.gate.pause(wait)
+                    elif not isinstance(resp, _NETWORK_ERRORS):
+                        self.gate.succeeded()
             if resp is _UPLOADED:
                 backoff.reset()
                 continue  # uploaded: prepare again, now with the mxc URI

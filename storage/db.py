@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 from sqlalchemy import event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -91,11 +92,35 @@ def is_unavailable(error: BaseException) -> bool:
         elif isinstance(e, asyncpg.InterfaceError):
             if "closed" in str(e):  # "connection is closed", "... was closed in the middle ..."
                 return True
+        elif isinstance(e, asyncpg.InternalClientError):
+            return True  # the driver lost track of a connection cut mid-operation (see _broken)
         elif isinstance(e, ConnectionError | TimeoutError | socket.gaierror):
             return True  # connecting: refused, reset, timed out, the host unknown for now
         elif isinstance(e, OSError) and e.errno in _NET_ERRNOS:
             return True
     return False
+
+
+def _broken(error: BaseException) -> bool:
+    """Whether ``error`` leaves its PostgreSQL connection unusable, so it must not go back to
+    the pool. SQLAlchemy sees most of these itself; not an asyncpg ``InternalClientError``
+    ("cannot switch to state …; another operation is in progress", when the server cut the
+    connection mid-operation), after which a pooled connection can hang the next query."""
+    for e in _causes(error):
+        if isinstance(e, asyncpg.InternalClientError | ConnectionError):
+            return True
+        if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
+            return True
+        if isinstance(e, asyncpg.PostgresError):
+            state = getattr(e, "sqlstate", "") or ""
+            if state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+                return True
+    return False
+
+
+def _drop_broken_connections(context: ExceptionContext) -> None:
+    if not context.is_disconnect and _broken(context.original_exception):
+        context.is_disconnect = True  # invalidated: the pool connects afresh
 
 
 def describe(error: BaseException) -> str:
@@ -119,6 +144,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine, "handle_error", _drop_broken_connections)
     return engine
 
 

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import OutboxFile, OutboxMessage
 
 # session.info key: the rooms this transaction queued messages for (read after commit).
 QUEUED_ROOMS = "gridbot_outbox_rooms"
+# … and those of them it queued an answer to a person for (the sender lets them go first).
+ANSWER_ROOMS = "gridbot_outbox_answer_rooms"
 _FILES = "gridbot_outbox_files"
 
 REACTION = "m.reaction"
@@ -78,6 +80,8 @@ def enqueue(
         msg.file = file
     session.add(msg)
     session.info.setdefault(QUEUED_ROOMS, set()).add(room_id)
+    if answers_person(msg):
+        session.info.setdefault(ANSWER_ROOMS, set()).add(room_id)
     return msg
 
 
@@ -352,6 +356,37 @@ def rank(msg: OutboxMessage) -> tuple[int, int]:
     """Order of messages from different rooms waiting for the homeserver: answers to people
     first, then the oldest (a room's own messages always go in id order)."""
     return (ANSWER if answers_person(msg) else FAN_OUT, msg.id)
+
+
+def _is_answer() -> ColumnElement[bool]:
+    """SQL for :func:`answers_person`."""
+    return and_(
+        OutboxMessage.cause.like("$%"),
+        or_(
+            OutboxMessage.reply_to_event.is_not(None),
+            OutboxMessage.reply_to_txn.is_not(None),
+            OutboxMessage.annotates_txn.is_not(None),
+        ),
+    )
+
+
+async def rank_in_room(session: AsyncSession, msg: OutboxMessage) -> tuple[int, int]:
+    """:func:`rank` of a room's next message, raised to ANSWER when an answer to a person
+    waits behind it in the room: a room's messages go in order, so that answer is quick only
+    if what is ahead of it is (a progress report queued in the issuer's chat, say)."""
+    if answers_person(msg):
+        return (ANSWER, msg.id)
+    behind = await session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == PENDING,
+            OutboxMessage.room_id == msg.room_id,
+            OutboxMessage.id > msg.id,
+            _is_answer(),
+        )
+        .limit(1)
+    )
+    return (FAN_OUT if behind is None else ANSWER, msg.id)
 
 
 async def failed_by_cause(

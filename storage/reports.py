@@ -40,6 +40,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
     union_all,
 )
@@ -242,6 +243,13 @@ def _quarters_cte(window: Window) -> Any:
         for i, (first, last) in enumerate(window.quarters)
     ]
     return (union_all(*rows) if len(rows) > 1 else rows[0]).cte("quarters")
+
+
+async def prepare(session: AsyncSession) -> None:
+    """Give this transaction room to aggregate: PostgreSQL's default 4 MB of work memory makes
+    a province's year spill its hash tables to disk. ``SET LOCAL`` ends with the transaction."""
+    if await _dialect(session) == "postgresql":
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 # --- units -----------------------------------------------------------------------------------
@@ -536,18 +544,15 @@ class Miss:
     grid: str
 
 
-def _pairs(scope: Scope, window: Window, by: By) -> Any:
+def _pairs(scope: Scope, window: Window, by: By, months: Any) -> Any:
     """(member, enterprise, month) triples due in the window, like /visits counts them: the
     assignment overlaps the month (up to the cut-off day), person and enterprise active then."""
-    months = _months_cte(window)
     key = _enterprise_key(by) if by is not By.MEMBER else Assignment.person_id
     q = (
         select(
             Assignment.person_id.label("person_id"),
             Assignment.enterprise_id.label("enterprise_id"),
             months.c.m.label("m"),
-            months.c.first.label("first"),
-            months.c.last.label("last"),
             key.label("k"),
         )
         .distinct()
@@ -573,27 +578,53 @@ def _pairs(scope: Scope, window: Window, by: By) -> Any:
     return q.subquery("pairs")
 
 
+def _visits_by_month(scope: Scope, window: Window, months: Any) -> Any:
+    """Visits per (member, enterprise, month) in the window: joined to the pairs by equality
+    (a range join of every pair with its visits costs far more)."""
+    q = (
+        select(
+            Visit.person_id.label("person_id"),
+            Visit.enterprise_id.label("enterprise_id"),
+            months.c.m.label("m"),
+            func.count(Visit.id).label("n"),
+        )
+        .select_from(Visit)
+        .join(months, and_(Visit.visit_date >= months.c.first, Visit.visit_date <= months.c.last))
+        .join(Enterprise, Enterprise.id == Visit.enterprise_id)
+        .join(Grid, Grid.id == Enterprise.grid_id)
+        .where(
+            Visit.visit_date >= window.months[0][0],
+            Visit.visit_date <= window.cut_day,
+            _scope_where(scope),
+        )
+        .group_by(Visit.person_id, Visit.enterprise_id, months.c.m)
+    )
+    if scope.person_id is not None:
+        q = q.where(Visit.person_id == scope.person_id)
+    return q.subquery("visited_months")
+
+
 def _visited_pairs(scope: Scope, window: Window, by: By) -> Any:
-    pairs = _pairs(scope, window, by)
+    months = _months_cte(window)
+    pairs = _pairs(scope, window, by, months)
+    made = _visits_by_month(scope, window, months)
     return (
         select(
             pairs.c.k,
             pairs.c.m,
             pairs.c.person_id,
             pairs.c.enterprise_id,
-            func.count(Visit.id).label("n"),
+            func.coalesce(made.c.n, 0).label("n"),
         )
         .select_from(pairs)
         .outerjoin(
-            Visit,
+            made,
             and_(
-                Visit.person_id == pairs.c.person_id,
-                Visit.enterprise_id == pairs.c.enterprise_id,
-                Visit.visit_date >= pairs.c.first,
-                Visit.visit_date <= pairs.c.last,
+                made.c.person_id == pairs.c.person_id,
+                made.c.enterprise_id == pairs.c.enterprise_id,
+                made.c.m == pairs.c.m,
             ),
         )
-        .group_by(pairs.c.k, pairs.c.m, pairs.c.person_id, pairs.c.enterprise_id)
         .subquery("visited")
     )
 
@@ -850,20 +881,33 @@ async def notices(
     )
     out: dict[Key, NoticeCount] = {}
     if by in (By.COUNTY, By.DOMAIN):
-        q = over(select(key, NoticeTarget.notice_id, *counts).select_from(NoticeTarget))
-        for k, notice_id, b, c, d in await session.execute(q.group_by(key, NoticeTarget.notice_id)):
+        # Counties' and grids' targets are many: one pass, feedback joined in (hashed).
+        fed = (
+            select(NoticeFeedback.target_id)
+            .where(NoticeFeedback.created_at < window.cutoff)
+            .distinct()
+            .subquery("fed")
+        )
+        q = over(
+            select(key, NoticeTarget.notice_id, *counts, func.count(fed.c.target_id))
+            .select_from(NoticeTarget)
+            .outerjoin(fed, fed.c.target_id == NoticeTarget.id)
+        )
+        rows = await session.execute(q.group_by(key, NoticeTarget.notice_id))
+        for k, notice_id, b, c, d, e in rows:
             row = out.setdefault(k, NoticeCount())
             row.notices += 1
             row.targets, row.acked, row.on_time = row.targets + b, row.acked + c, row.on_time + d
+            row.feedback += e
             if ids is not None:
                 ids.add(notice_id)
-    else:
-        first = func.count(distinct(NoticeTarget.notice_id)) if many else counts[0]
-        q = over(select(key, first, *counts).select_from(NoticeTarget))
-        out = {
-            k: NoticeCount(_n(a), _n(b), _n(c), _n(d))
-            for k, a, b, c, d in await session.execute(q.group_by(key))
-        }
+        return out
+    first = func.count(distinct(NoticeTarget.notice_id)) if many else counts[0]
+    q = over(select(key, first, *counts).select_from(NoticeTarget))
+    out = {
+        k: NoticeCount(_n(a), _n(b), _n(c), _n(d))
+        for k, a, b, c, d in await session.execute(q.group_by(key))
+    }
     # Feedback counted apart, from the (few) feedback rows: a left join of every target with
     # them costs more than the rest of the query.
     fed = over(

@@ -9,12 +9,14 @@ from sqlalchemy import select
 from bot.sender import Sender
 from storage.db import Database
 from storage.models import OutboxMessage
-from storage.outbox import QUEUED_ROOMS
+from storage.outbox import ANSWER_ROOMS, QUEUED_ROOMS
 
 
 async def send_until_empty(sender: Sender, db: Database, limit: float = 10) -> None:
     """Start ``sender`` (woken by commits, as in the app) and stop it once nothing is pending."""
-    db.after_commit.append(lambda info: sender.wake(info.get(QUEUED_ROOMS)))
+    db.after_commit.append(
+        lambda info: sender.wake(info.get(QUEUED_ROOMS), answers=info.get(ANSWER_ROOMS))
+    )
     task = asyncio.create_task(sender.run())
     try:
         async with asyncio.timeout(limit):

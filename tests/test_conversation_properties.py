@@ -1,20 +1,25 @@
 """Every step of every conversation, fed anything a phone can send (issue 13).
 
 Three seeded worlds (visits, cases, notices: their seeds cannot share a database) are walked
-once along the happy path of each conversation of the app, with the answers the feature tests
-use; before every answer the whole database is kept (SQLite, a few hundred KB). A hypothesis
-test then puts a world back exactly as it was before one answer and sends other messages in its
-place: any Unicode text (control and zero-width characters, RTL marks, full-width forms,
-Jinja- and HTML-looking text, answer words with something stuck to them), texts at and over
-``limits.text_bytes``, and media with bad urls, info or geo: URIs. After each message:
+once along the happy path of every conversation of the app, with the answers the feature tests
+use; before every answer the whole database is kept (SQLite, a few hundred KB). The tests then
+put a world back exactly as it was before one answer and send other messages in its place: every
+step gets the walk's answer spoiled; hypothesis sends any Unicode text (control and zero-width
+characters, RTL marks, full-width forms, Jinja- and HTML-looking text, answer words with
+something stuck to them) and files and locations with bad urls, info or geo: URIs; and texts at
+and over ``limits.text_bytes`` are sent. After each message:
 
 - the event is handled and its outcome is not "error" (no internal error);
 - while a conversation is open, the bot answers it (a question asked again, or the next one),
   unless the text is a command (commands run beside a conversation);
-- a text over the limit is refused with the limit and the conversation stays at its question;
+- a text over the limit is refused with the limit; whatever is refused (too long, a reply too
+  long to send, a refusal of the handler) keeps nothing and the conversation stays at its
+  question;
 - the record tables either did not change or the conversation has ended: a record is only ever
   written whole, by a conversation's last step; a conversation that ends without one ended on a
-  cancel word.
+  cancel word;
+- Jinja-looking text is shown as typed, HTML escaped, and what the conversation keeps is JSON
+  PostgreSQL takes (no NaN).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from hypothesis import event as hypothesis_event
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from sqlalchemy import Table, func, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import HANDLER_MODULES, collect_conversations
@@ -60,7 +66,7 @@ LIMIT = make_config().limits.text_bytes  # 24,000 bytes by default
 
 # What the conversations write: a record table that grows means a record was saved.
 RECORD_TABLES: tuple[Table, ...] = tuple(
-    m.__table__  # type: ignore[misc]
+    m.__table__
     for m in (
         Visit,
         Meeting,
@@ -117,6 +123,14 @@ class Walk:
     conversation: str | None = None
     answers: tuple[tuple[str, Answer], ...] = ()
 
+
+# Steps the usual path skips, and how the walks reach them all the same:
+# - the enterprise of /visit, /hazard, /accident is preset in an enterprise room or when there
+#   is only one: the walks start in direct chats, by people with several enterprises in reach;
+# - the grid of /meeting is preset for a chief of one grid: 陈红 chairs two here;
+# - the text of /broadcast, /notice, /remind is skipped when the command carries it, and a
+#   one-line /visit skips the problems, location and photos: the walks give commands alone;
+# - hazard_submit needs a hazard confirmed by its member: one is reported and confirmed first.
 
 # The visits world (tests/visits_seed.py): 张敏 serves three enterprises, so /visit asks which;
 # 陈红 chairs two level-2 grids here, so /meeting asks which grid.
@@ -343,7 +357,13 @@ class Snapshot:
     name: str
     state: str
     data: dict[str, Any]
+    counts: tuple[int, ...]  # of the record tables
     image: bytes = field(repr=False)
+
+    def conversation(self) -> ConversationState:
+        return ConversationState(
+            room_id=self.room, sender=self.sender, name=self.name, state=self.state, data=self.data
+        )
 
 
 @dataclass(frozen=True)
@@ -370,6 +390,9 @@ class World:
         self.name = name
         self.path = path
         self.db = Database(f"sqlite+aiosqlite:///{path}")
+        # A world is put back hundreds of times (each time its connections close, and SQLite
+        # checkpoints): it is thrown away at the end, so nothing need reach the disk.
+        sa_event.listen(self.db.engine.sync_engine, "connect", _no_fsync)
         self.harness = DispatchHarness(
             self.db, list(HANDLER_MODULES), make_config(admins=["@admin:localhost"])
         )
@@ -431,6 +454,12 @@ class World:
         return Sent(outcome, answers, html, row, before, after)
 
 
+def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
 async def _counts(session: AsyncSession) -> tuple[int, ...]:
     """How many rows each record table holds."""
     q = select(*(select(func.count()).select_from(t).scalar_subquery() for t in RECORD_TABLES))
@@ -479,7 +508,7 @@ async def _walk(world: World, snapshots: dict[str, Snapshot]) -> None:
             base = f"{world.name}/{row.name}.{row.state}"
             seen[base] = seen.get(base, 0) + 1
             snapshots[f"{base}#{seen[base]}"] = Snapshot(
-                world.name, walk.room, walk.sender, row.name, row.state, dict(row.data),
+                world.name, walk.room, walk.sender, row.name, row.state, dict(row.data), counts,
                 await world.image(),
             )  # fmt: skip
             sent = await world.send(walk.sender, walk.room, as_content(answer), counts)
@@ -536,6 +565,13 @@ async def test_the_walks_answer_every_declared_step(worlds: Worlds) -> None:
     assert walked == declared, f"not walked: {sorted(declared - walked)}"
     assert sorted(worlds.snapshots) == sorted(SNAPSHOT_KEYS)
     assert not worlds.errors
+    for key, snap in worlds.snapshots.items():  # each world is put back as it was
+        world = worlds.worlds[snap.world]
+        await world.restore(snap.image)
+        row = await world.row(snap.room, snap.sender)
+        assert row is not None, key
+        assert (row.name, row.state, row.data) == (snap.name, snap.state, snap.data), key
+        assert await world.counts() == snap.counts, key
 
 
 # Jinja-looking text must be shown as typed: its value, rendered, would be 1337.
@@ -624,13 +660,13 @@ BEFORE = st.sampled_from(["", "", "\u200b", " ", "\ufeff", "\u3000", "\x00", "\u
 AFTER = st.sampled_from(["", "", "。", "！", "\u200b", " ", "\n", "\u202e", "\x07"])
 
 
-def dressed(text: str) -> st.SearchStrategy[str]:
-    return st.builds(lambda before, after: before + text + after, BEFORE, AFTER)
+def dressed(texts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.builds(lambda before, text, after: before + text + after, BEFORE, texts, AFTER)
 
 
 # Any text with tricky pieces and answer words in it, or an answer word alone, dressed.
 TEXTS = st.one_of(
-    st.sampled_from(WORDS).flatmap(dressed),
+    dressed(st.sampled_from(WORDS)),
     st.lists(
         st.one_of(st.text(max_size=30), st.sampled_from(TRICKY), st.sampled_from(WORDS)),
         max_size=8,
@@ -703,7 +739,7 @@ LOCATIONS = st.builds(
 
 def right_answer(answer: Answer) -> st.SearchStrategy[dict[str, Any]]:
     """A walk's answer, a text dressed as phones send it (a file or a location as it was)."""
-    return dressed(answer).map(as_content) if isinstance(answer, str) else st.just(answer)
+    return dressed(st.just(answer)).map(as_content) if isinstance(answer, str) else st.just(answer)
 
 
 def contents(key: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -711,17 +747,16 @@ def contents(key: str) -> st.SearchStrategy[dict[str, Any]]:
     moves on, and records are saved, as often as answers are refused); now and then a file or
     a location."""
     right = st.one_of([right_answer(ANSWERS[k]) for k in (key, NEXT.get(key)) if k is not None])
-    return st.integers(0, 9).flatmap(
-        lambda n: (
-            FILES if n == 0 else LOCATIONS if n == 1 else right if n <= 4 else TEXTS.map(as_content)
-        )
-    )
+    text = TEXTS.map(as_content)
+    return st.sampled_from([FILES, LOCATIONS, *[right] * 3, *[text] * 5]).flatmap(lambda s: s)
 
 
-# A snapshot, and one or two messages sent there.
-CASES = st.sampled_from(SNAPSHOT_KEYS).flatmap(
-    lambda key: st.tuples(st.just(key), st.lists(contents(key), min_size=1, max_size=2))
-)
+# A snapshot, and one or two messages sent there (the strategies made once, not at each draw).
+_CASE_AT = {
+    key: st.tuples(st.just(key), st.lists(contents(key), min_size=1, max_size=2))
+    for key in SNAPSHOT_KEYS
+}
+CASES = st.sampled_from(SNAPSHOT_KEYS).flatmap(_CASE_AT.__getitem__)
 
 
 def text_of(content: dict[str, Any]) -> str | None:
@@ -752,6 +787,7 @@ async def check_message(
     content: dict[str, Any],
     before: ConversationState | None,
     counts: tuple[int, ...],
+    outcome: str | None = None,
 ) -> Sent | None:
     """Send ``content`` as the snapshot's sender (``before``: the conversation then, ``counts``:
     the record counts then) and check what became of it; None once the conversation is over
@@ -761,6 +797,7 @@ async def check_message(
     shown = repr(content)[:300]
     assert sent.outcome != "error", f"{shown}: {worlds.errors[errors:]}"
     assert sent.outcome is not None
+    assert outcome in (None, sent.outcome), f"{shown}: {sent.outcome}, {sent.answers}"
     for body, html in zip(sent.answers, sent.html, strict=True):
         assert RENDERED not in body or RENDERED in repr(content), f"{shown}: evaluated: {body}"
         assert "<script" not in html.lower(), f"{shown}: not escaped: {html}"
@@ -770,14 +807,19 @@ async def check_message(
     if _over_limit(content):
         assert sent.outcome == "too_long" and len(sent.answers) == 1, shown
         assert f"一次最多 {LIMIT // 1024} KB" in sent.answers[0]
-        assert sent.after == sent.before, "nothing was recorded from it"
-        assert before is not None and sent.row is not None
-        assert (sent.row.name, sent.row.state, sent.row.data) == (
-            before.name,
-            before.state,
-            before.data,
-        ), "the conversation stays at its question"
-        event("refused: too long")
+    if sent.outcome in ("too_long", "refused"):
+        # Refused whole (too long to take, a reply too long to send, a UserError): said so,
+        # and nothing of it is kept.
+        assert sent.answers, shown
+        assert sent.after == sent.before, f"{shown}: recorded, though refused"
+        if before is not None:
+            assert sent.row is not None
+            assert (sent.row.name, sent.row.state, sent.row.data) == (
+                before.name,
+                before.state,
+                before.data,
+            ), "the conversation stays at its question"
+        event(f"refused: {sent.outcome}")
         return sent
     if _is_command(world, content):
         event("a command")
@@ -804,35 +846,37 @@ async def check_message(
     return sent
 
 
-async def run_case(worlds: Worlds, key: str, messages: list[dict[str, Any]]) -> None:
+async def run_case(
+    worlds: Worlds, key: str, messages: list[dict[str, Any]], *, outcome: str | None = None
+) -> None:
+    """Put the snapshot's world back and send ``messages`` there, checking each; ``outcome``:
+    the inbox outcome expected of the first."""
     snap = worlds.snapshots[key]
     world = worlds.worlds[snap.world]
     event(f"at {snap.name}.{snap.state}")
     with time_machine.travel(WORLD_TIME[snap.world], tick=False):
         await world.restore(snap.image)
-        row = await world.row(snap.room, snap.sender)
-        assert row is not None and (row.name, row.state, row.data) == (
-            snap.name,
-            snap.state,
-            snap.data,
-        ), "the world was put back as it was before the answer"
-        counts = await world.counts()
+        row: ConversationState | None = snap.conversation()
+        counts = snap.counts
         for content in messages:
-            sent = await check_message(worlds, world, snap, content, row, counts)
+            sent = await check_message(worlds, world, snap, content, row, counts, outcome)
             if sent is None:
                 break
-            row, counts = sent.row, sent.after
+            row, counts, outcome = sent.row, sent.after, None
 
 
 @settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=120,
+    max_examples=100,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=CASES)
-# Files and locations where a step reads them, with what clients should never send.
+# Files and locations where a step reads them, with what clients should never send. Before
+# bot/conversation.py read a file's info only as an object, info "garbage" was an internal error
+# at the meeting's minutes and at 确认 of a notice with such an attachment; before bot/geo.py
+# refused "u=nan", the NaN was kept in the conversation's JSON (PostgreSQL refuses it).
 @example(
     case=(
         "visits/meeting.minutes#1",
@@ -883,8 +927,8 @@ async def test_any_message_at_any_step_is_answered_and_never_half_saved(
 
 def nasty(answer: Answer) -> dict[str, Any]:
     """The walk's answer with everything a phone or a prankster adds (a text), or spoiled (a
-    file with a url that is no mxc:// URI and info that is no object, a location off the
-    globe's numbers)."""
+    file with a url that is no mxc:// URI and info that is no object, a location whose
+    uncertainty is NaN)."""
     if isinstance(answer, str):
         return as_content(
             f"\u200b\ufeff{answer}\u202e\x00{INJECTION}{{% raw %}}<script>alert(1)</script>"
@@ -902,23 +946,29 @@ async def test_every_step_takes_a_spoiled_answer(worlds: Worlds, key: str) -> No
     await run_case(worlds, key, [nasty(ANSWERS[key])])
 
 
-# Texts at and over ``limits.text_bytes`` (bytes of UTF-8): at the limit the text is taken (or,
-# when its reply could not be one event, refused whole); one byte more is refused with the limit
-# and the conversation stays at its question (check_message). Not hypothesis examples: it
-# pretty-prints explicit examples' arguments, slowly for 24 KB strings.
+# Texts at and over ``limits.text_bytes`` (bytes of UTF-8), and the outcome of each: at the limit
+# the text is taken, or refused whole when a message that shows it could not be one event ("<"
+# is "&lt;" in HTML); one byte more is refused with the limit; either way the conversation stays
+# at its question (check_message). Not hypothesis examples: it pretty-prints explicit examples'
+# arguments, slowly for 24 KB strings.
 LONG_TEXTS = [
-    ("visits/visit.checked#1", "a" * LIMIT),
-    ("visits/visit.checked#1", "a" * (LIMIT + 1)),
-    ("cases/hazard.what#1", "隐" * (LIMIT // 3)),
-    ("cases/hazard.what#1", "隐" * (LIMIT // 3) + "a"),
-    ("notices/broadcast.text#1", INJECTION * (LIMIT // len(INJECTION))),
-    ("notices/remind.confirm#1", "<" * LIMIT),  # "&lt;" in HTML: no reply fits one event
-    ("cases/escalate.text#1", "\u200b" * (LIMIT // 3 + 1)),
+    ("visits/visit.checked#1", "a" * LIMIT, "handled"),
+    ("visits/visit.checked#1", "a" * (LIMIT + 1), "too_long"),
+    ("cases/hazard.what#1", "隐" * (LIMIT // 3), "handled"),
+    ("cases/hazard.what#1", "隐" * (LIMIT // 3) + "a", "too_long"),
+    ("notices/broadcast.text#1", INJECTION * (LIMIT // len(INJECTION)), "handled"),
+    ("cases/escalate.text#1", "<" * LIMIT, "refused"),  # the request's post: nothing saved
+    ("notices/remind.confirm#1", "<" * LIMIT, "handled"),
+    ("cases/escalate.text#1", "\u200b" * (LIMIT // 3 + 1), "too_long"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("key", "text"), LONG_TEXTS, ids=[f"{k}-{len(t.encode())}B" for k, t in LONG_TEXTS]
+    ("key", "text", "outcome"),
+    LONG_TEXTS,
+    ids=[f"{k}-{len(t.encode())}B" for k, t, _ in LONG_TEXTS],
 )
-async def test_texts_at_and_over_the_limit(worlds: Worlds, key: str, text: str) -> None:
-    await run_case(worlds, key, [as_content(text)])
+async def test_texts_at_and_over_the_limit(
+    worlds: Worlds, key: str, text: str, outcome: str
+) -> None:
+    await run_case(worlds, key, [as_content(text)], outcome=outcome)

@@ -10,6 +10,7 @@ import asyncio
 import socket
 import sqlite3
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import handlers.basics.whoami
+from bot.commands import Router
+from bot.context import Services
+from bot.scheduler import JobContext, Scheduler, schedule
 from bot.sender import Sender
+from messages import Messages
 from storage import inbox, outbox
 from storage.db import Database, describe, is_unavailable
-from storage.models import InboxEvent, OutboxMessage
+from storage.models import InboxEvent, OutboxMessage, ScheduledJob
 from tests.dispatch_harness import DispatchHarness
+from tests.dispatch_harness import test_config as harness_config
 from tests.fixtures_db import PG_ADMIN_DB, PG_HOST, PG_PORT, PG_USER
 from tests.sender_support import send_until_empty
 
@@ -105,12 +111,10 @@ async def test_postgresql_away_or_cut_is_unavailable() -> None:
 
 
 def test_the_homeservers_connection_errors_are_not_the_databases() -> None:
-    refused = aiohttp.ClientConnectorError(
-        aiohttp.client_reqrep.ConnectionKey("h", 1, False, False, None, None, None),
-        ConnectionRefusedError(111, "refused"),
-    )
-    assert not is_unavailable(refused)
+    refused = aiohttp.ClientOSError(111, "Connect call failed")  # an OSError, ECONNREFUSED
+    assert isinstance(refused, OSError) and not is_unavailable(refused)
     assert not is_unavailable(aiohttp.ServerDisconnectedError())
+    assert is_unavailable(ConnectionRefusedError(111, "refused"))  # asyncpg connecting
     assert is_unavailable(_lost())
     assert not is_unavailable(ValueError("a bug"))
 
@@ -218,3 +222,30 @@ async def test_waiters_share_one_probe_and_go_when_the_database_answers(
     stopping.set()
     pings[0] = 0
     assert await sqlite_db.wait_available(stopping) in (True, False)  # a stop never hangs
+
+
+async def test_a_job_cut_off_by_a_lost_database_runs_once_when_it_is_back(
+    sqlite_db: Database,
+) -> None:
+    services = Services(config=harness_config(), messages=Messages(), router=Router())
+    scheduler = Scheduler(sqlite_db, services)
+    runs: list[bool] = []
+
+    async def remind(ctx: JobContext) -> None:
+        runs.append(True)
+        if len(runs) == 1:
+            raise _lost()  # the database goes away in the job's transaction
+
+    scheduler.register("remind", remind)
+    async with sqlite_db.transaction() as s:
+        await schedule(s, "remind", "remind:1", datetime.now(UTC) - timedelta(seconds=1))
+    assert await scheduler.tick() == 0, "the tick survives it"
+    async with sqlite_db.transaction() as s:
+        job = await s.scalar(select(ScheduledJob))
+        assert job is not None and job.done_at is None and job.attempts == 0, "still due, no fault"
+    assert await scheduler.tick() == 1
+    assert await scheduler.tick() == 0
+    async with sqlite_db.transaction() as s:
+        job = await s.scalar(select(ScheduledJob))
+        assert job is not None and job.done_at is not None and job.outcome == "done"
+    assert len(runs) == 2, "rolled back once, then done once"

@@ -265,6 +265,11 @@ async def test_broadcast_asks_confirms_and_writes_everything_at_once(db: Databas
     image = {"msgtype": "m.image", "body": "现场.jpg", "url": "mxc://localhost/abc", "info": {}}
     await h.event(chief, room, image)
     assert bodies(await h.fresh()) == ["已添加附件 1：现场.jpg。请发送正文。"]
+    # A "file" whose url is no mxc:// upload would be posted verbatim into every room: refused.
+    bad = {**image, "url": "javascript:alert(1)"}
+    await h.event(chief, room, bad)
+    refused = bodies(await h.fresh())
+    assert refused == ["这个附件的地址无效（只收 mxc:// 上传的文件），没有收下，请重新发送。"]
     out = bodies(await h.text(chief, room, "关于做好冬季运输安全的通知\n各企业：<b>务必</b>落实。"))
     prompt = out[0]
     assert "发送对象：3 家企业" in prompt and "1 家尚无企业群、无法送达：萍乡顺达运输公司" in prompt

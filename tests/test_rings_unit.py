@@ -80,6 +80,7 @@ COVERED = {
     },
     "duties": {"visit_reminder", "visit_gaps", "meeting_reminder", "meeting_gaps"},
     "staff": {"staff_declared"},
+    "training": {"training_due", "training_newcomers"},
 }
 
 
@@ -430,3 +431,32 @@ async def test_a_staff_change_rings_whom_may_decide_it(
     await h.say("@member:localhost", "/确认变动 S-1", room=ent)
     assert recorder.rang() == []  # the decision is news to the declarer: a notice
     recorder.check(COVERED["staff"])
+
+
+# --- training obligations ------------------------------------------------------------------------
+
+
+async def test_training_lists_ring_the_level1_office(
+    sqlite_db: Database, recorder: Recorder
+) -> None:
+    import handlers.reports.jobs
+    from tests.dispatch_harness import test_config
+    from tests.report_seed import seed_report_grid
+
+    g = await seed_report_grid(sqlite_db)
+    l1 = "!l1-report:localhost"
+    await set_room(sqlite_db, l1, "l1_room", grid_id=g.grids["L1"])
+    only_training = {"monthly": False, "quarterly": False, "annual_draft": ""}
+    config = test_config(timing={"reports": only_training})
+    h = DispatchHarness(sqlite_db, [handlers.reports.jobs], config)
+    with time_machine.travel(datetime(2026, 10, 30, 10, tzinfo=TZ), tick=False) as clock:
+        await h.scheduler.tick()  # plans the annual list (10-31) and the weekly one (11-02)
+        clock.move_to(datetime(2026, 11, 2, 9, 0, 30, tzinfo=TZ))
+        await h.scheduler.tick()
+    assert sort(recorder.rang()) == sort(
+        ringing(
+            ("training_due", l1, ["@l1office:localhost"]),
+            ("training_newcomers", l1, ["@l1office:localhost"]),
+        )
+    )
+    recorder.check(COVERED["training"])

@@ -26,6 +26,7 @@ from bot.commands import (
 from bot.context import CommandContext
 from bot.conversation import CONFIRM, TEXT, Ask, Conversation, Incoming, Step
 from bot.errors import UserError
+from bot.evidence import is_mxc
 from bot.words import CANCEL, confirmed, is_in
 from handlers.notices.options import (
     NOTICE_KIND_WORDS,
@@ -264,6 +265,9 @@ def _attach(step: Step, msg: Incoming) -> None:
         step.reply("notice_attachment_limit", limit=MAX_ATTACHMENTS)
         return
     assert msg.media is not None
+    if not is_mxc(msg.media.get("url")):
+        step.reply("attachment_refused")  # it would be posted verbatim into every room
+        return
     files.append(msg.media)
     step.reply(
         "notice_attachment_added",

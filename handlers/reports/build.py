@@ -71,6 +71,7 @@ async def build(
     win = window(period, tz, now)
     trend_win = window(period, tz, now, trend_months=6 if period.kind != "year" else 0)
     scope, by = target.scope, target.by
+    await db.prepare(session)
     units = await _units(session, target, win)
     rows = {u.key: Row(u.key, u.name, u.parent) for u in units}
 

@@ -13,17 +13,13 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.config import Config
-from bot.errors import UserError
-from bot.outgoing import Attachment
-from handlers.reports import files
-from handlers.reports.build import build
-from handlers.reports.period import PeriodError, parse, window
-from handlers.reports.scope import ReportError, read, resolve
-from messages import Messages
-from storage.db import Database
-from storage.directory import Reach
+# Only what building the parser needs at import: every `gridbot` command builds it.
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.outgoing import Attachment
+    from storage.db import Database
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +50,14 @@ def _write(out: Path, attachments: list[Attachment]) -> list[str]:
 
 
 async def run(db: Database, config: Config, args: argparse.Namespace) -> int:
+    from bot.errors import UserError
+    from handlers.reports import files
+    from handlers.reports.build import build
+    from handlers.reports.period import PeriodError, parse, window
+    from handlers.reports.scope import ReportError, read, resolve
+    from messages import Messages
+    from storage.directory import Reach
+
     messages = Messages()
     locale = args.locale or config.language
     text = " ".join(args.words)

@@ -17,6 +17,7 @@ from bot import conversation, dates
 from bot.commands import DIRECT, GRID_ROOMS, command
 from bot.context import CommandContext
 from bot.conversation import CHOICE, CONFIRM, DATE, FILE, TEXT, Conversation, Incoming, Step
+from bot.evidence import is_mxc
 from bot.words import SKIP, choose, is_in, split_names
 from handlers.visits.forms import first_open, take_confirmation, take_date, take_text
 from storage.directory import L1_ROLES, L1_STAFF, Reach, held_grids, level2_grids_in
@@ -122,7 +123,10 @@ async def meeting_text(step: Step, msg: Incoming) -> None:
 
 @meeting_conv.step("minutes")
 async def meeting_minutes(step: Step, msg: Incoming) -> None:
-    if msg.is_media and msg.media and msg.media.get("url"):
+    if msg.is_media and msg.media and not is_mxc(msg.media.get("url")):
+        step.reply("attachment_refused")
+        return
+    if msg.is_media and msg.media:
         info = msg.media.get("info") or {}
         step.data["minutes"] = {
             "url": msg.media["url"],
