@@ -15,7 +15,6 @@ from storage import admins as admin_store
 from storage.directory import admin_rooms
 
 WATCH = "admin_health_watch"
-WATCH_EVERY = timedelta(minutes=1)
 # Failures older than this are not looked at by the watch (a room long gone stays quiet).
 WATCH_WINDOW = timedelta(days=1)
 SHOW_ROOMS = 10
@@ -66,10 +65,13 @@ async def health(ctx: CommandContext) -> None:
 async def plan_watch(session: Any, services: Services, now: datetime) -> None:
     """A watch each minute while some room fails or an alert is outstanding (none else)."""
     failing = await admin_store.failing_rooms(session, now - WATCH_WINDOW)
-    if not failing and await admin_store.last_alert(session) != "alert_failing":
+    said = await admin_store.last_alert(session)
+    if not failing and said != "alert_failing":
         return
     minute = now.replace(second=0, microsecond=0)
-    await schedule(session, WATCH, f"{WATCH}:{minute:%Y%m%d%H%M}", minute + WATCH_EVERY)
+    # Once a minute, and at once when what is failing or what was said changes.
+    state = f"{len(failing)}-{said or 'none'}"
+    await schedule(session, WATCH, f"{WATCH}:{minute:%Y%m%d%H%M}:{state}", minute)
 
 
 @job(WATCH)

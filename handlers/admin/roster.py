@@ -100,9 +100,23 @@ async def out_of_scope(ctx: CommandContext, ident: Identity, units: list[str]) -
     return outside
 
 
-async def review(ctx: CommandContext, media: dict[str, Any], *, file_wins: bool = False) -> None:
+async def review(
+    ctx: CommandContext,
+    media: dict[str, Any],
+    *,
+    file_wins: bool = False,
+    step: Step | None = None,
+) -> None:
     """Dry-run an uploaded roster and answer: refused, errors (with the annotated workbook),
-    no changes, a staff-change conflict to decide, or the diff to confirm."""
+    no changes, a staff-change conflict to decide, or the diff to confirm. From a step of the
+    import conversation (``step``), it moves that conversation on (or ends it)."""
+
+    async def end() -> None:
+        if step is not None:
+            step.end()
+        else:
+            await conversation.cancel(ctx.session, ctx.room_id, ctx.sender)
+
     name = str(media.get("name") or "roster")
     data = await _read(ctx, media)
     result = await _run(ctx, name, data, dry_run=True, file_wins=file_wins)
@@ -116,7 +130,7 @@ async def review(ctx: CommandContext, media: dict[str, Any], *, file_wins: bool 
         result = await _run(ctx, name, data, dry_run=True, file_wins=True)
         file_wins = True
     if result.errors:
-        await conversation.cancel(ctx.session, ctx.room_id, ctx.sender)
+        await end()
         admin_store.audit(
             ctx.session,
             ctx.sender,
@@ -146,11 +160,11 @@ async def review(ctx: CommandContext, media: dict[str, Any], *, file_wins: bool 
         )
         return
     if outside := await out_of_scope(ctx, ctx.identity, result.units):
-        await conversation.cancel(ctx.session, ctx.room_id, ctx.sender)
+        await end()
         ctx.reply("admin_out_of_scope", units=outside)
         return
     if not result.changes:
-        await conversation.cancel(ctx.session, ctx.room_id, ctx.sender)
+        await end()
         ctx.reply("admin_roster_unchanged", name=name, rows=result.rows, units=result.units)
         return
     fingerprint = await admin_store.roster_fingerprint(ctx.session)
@@ -174,7 +188,12 @@ async def review(ctx: CommandContext, media: dict[str, Any], *, file_wins: bool 
         "conflicts": conflicts,
     }
     state = "file_wins" if conflicts else "confirm"
-    await conversation.start(ctx, importing, state, data_)
+    if step is None:
+        await conversation.start(ctx, importing, state, data_)
+    else:
+        step.data = data_
+        step.goto(state)
+        ctx.asked = True  # a new question: its taps, and the conversation points at it
     ctx.reply(
         "admin_roster_diff",
         name=name,
@@ -260,8 +279,7 @@ async def got_file(step: Step, msg: Incoming) -> None:
             return
         step.reply("admin_roster_send_file")
         return
-    step.end()
-    await review(step.ctx, msg.media)
+    await review(step.ctx, msg.media, step=step)
 
 
 @importing.step("file_wins")
@@ -285,18 +303,21 @@ async def confirm(step: Step, msg: Incoming) -> None:
     if answer is None:
         step.reply("admin_roster_confirm_how")
         return
-    step.end()
     if not answer:
+        step.end()
         step.reply("admin_roster_cancelled")
         return
     if not ctx.identity.is_admin:
+        step.end()
         step.reply("admin_not_admin")
         return
     media = {"url": step.data["url"], "name": step.data["name"], "info": step.data["info"]}
     if await admin_store.roster_fingerprint(ctx.session) != step.data["fingerprint"]:
+        # Another import (or a staff change) came first: diff again against what is there now.
         ctx.reply("admin_roster_changed_meanwhile")
-        await review(ctx, media, file_wins=bool(step.data.get("file_wins")))
+        await review(ctx, media, file_wins=bool(step.data.get("file_wins")), step=step)
         return
+    step.end()
     name = media["name"]
     data = await _read(ctx, media)
     result = await _run(ctx, name, data, dry_run=False, file_wins=bool(step.data.get("file_wins")))
