@@ -22,12 +22,12 @@ from bot.outgoing import Outgoing, queue
 from bot.sandbox.homeserver import Synapse
 from handlers.admin import files
 from messages import Messages
+from storage.directory import admin_rooms
 from storage.models import Enterprise
 from tests.bot_harness import BotFactory
 from tests.fixtures_synapse import MakeUser, NioClientFactory
 from tests.matrix_helpers import create_room, send_text, sync_once, wait_for_join, wait_for_message
-from tests.provision_support import Reader, bot_token, demo_rows, import_rows, mxids
-from tests.roster_seed import set_room
+from tests.provision_support import Reader, bot_token, demo_rows, import_rows, mxids, provision
 from tests.test_e2e_provision import D1, PASSWORD, by_name, localpart
 
 NEW = "芦溪县新开运输有限公司"
@@ -95,17 +95,18 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     bot = await gridbot(admins=[admin_id])
     rows = demo_rows(uuid.uuid4().hex[:6])
     await import_rows(bot, tmp_path, rows, "demo", D1)
-    for mxid in sorted(mxids(rows)):
-        await synapse.register(localpart(mxid), PASSWORD)
-    # The admin room is made by hand here; the bot's own provisioning (after the upload's
-    # import) then makes every room of the grid, so the test pays for one run only.
+    await asyncio.gather(*(synapse.register(localpart(m), PASSWORD) for m in sorted(mxids(rows))))
+    print(f"setup {time.monotonic() - started:.1f} s")
+    first = await provision(bot)  # the grid's rooms, the admin room among them
+    assert first.summary.ok, first.summary.failed
+    reader = Reader(synapse, await bot_token(bot))
+    async with bot.db.transaction() as s:
+        (room,) = await admin_rooms(s)
+    print(f"provisioned {time.monotonic() - started:.1f} s")
     await bot.start()
     admin = await nio_client(admin_id, admin_pw)
-    room = await create_room(admin, invite=[bot.user_id])
-    await wait_for_join(admin, room, bot.user_id)
-    await set_room(bot.db, room, "admin_room")
+    await admin.join(room)
     await sync_once(admin)
-    reader = Reader(synapse, await bot_token(bot))
 
     # --- upload the demo roster with one enterprise added; confirm by ✅ -------------------
     suffix = uuid.uuid4().hex[:6]
@@ -121,7 +122,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
         {"m.relates_to": {"rel_type": "m.annotation", "event_id": diff.event_id, "key": "✅"}},
     )
     await wait_for_message(admin, room, _said(bot.user_id, "已导入"), timeout=30)
-    done = await wait_for_message(admin, room, _said(bot.user_id, "房间调整完成"), timeout=60)
+    done = await wait_for_message(admin, room, _said(bot.user_id, "房间调整完成"), timeout=240)
     assert "未能完成" not in done.body, done.body
     async with bot.db.transaction() as s:
         assert await s.scalar(select(Enterprise.id).where(Enterprise.name == NEW))
@@ -130,6 +131,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     state = await reader.state(new_room["room_id"])
     assert f"@xinkaijia-{suffix}:localhost" in state.members
 
+    print(f"imported and provisioned {time.monotonic() - started:.1f} s")
     # --- export; upload it unchanged: no change; two bad rows come back marked -------------
     await send_text(admin, room, "/导出名册")
     await wait_for_message(admin, room, _said(bot.user_id, "已导出"), timeout=30)
@@ -152,6 +154,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     async with bot.db.transaction() as s:
         assert await roster_fingerprint(s) == before
 
+    print(f"files {time.monotonic() - started:.1f} s")
     # --- /health while one room refuses the bot's sends -----------------------------------
     refusing = await create_room(admin, invite=[bot.user_id])
     await wait_for_join(admin, refusing, bot.user_id)
@@ -163,6 +166,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     health = await wait_for_message(admin, room, _said(bot.user_id, "运行状态"), timeout=30)
     assert refusing in health.body and "M_FORBIDDEN" in health.body, health.body
 
+    print(f"health {time.monotonic() - started:.1f} s")
     # --- a county admin cannot touch another county ----------------------------------------
     county_id, county_pw = await make_user("county-admin")
     await send_text(admin, room, f"/管理员 add {county_id} 芦溪县")
