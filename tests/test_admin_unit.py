@@ -312,3 +312,26 @@ async def test_health_watch_says_once_and_again_on_recovery(admin_room: Any) -> 
     await h.scheduler.tick()
     said = await h.new_messages()
     assert any("已恢复" in s for s in said), said
+
+
+async def test_import_command_as_a_reply_or_before_the_file(admin_room: Any) -> None:
+    h, store = admin_room
+    # /导入名册, then the file: the conversation takes it.
+    said = await h.say(BOSS, "/导入名册", room=ROOM)
+    assert "请发送名册文件" in said[-1]
+    said = await upload(h, store, BOSS, "名册.xlsx", demo_with(EXTRA_ROW))
+    assert "试运行" in said[-1] and h.taps == ["✅", "❌"]
+    await h.say(BOSS, "取消", room=ROOM)
+    # A file an admin of the room sent earlier, answered with /roster import as a reply.
+    media = store.put("名册.xlsx", demo_with(EXTRA_ROW))
+    await h.deliver(OTHER, "m.room.message", media, ROOM)  # not an admin: not taken
+    file_event = h.last_event_id
+    said = await h.say(
+        BOSS,
+        "/roster import",
+        room=ROOM,
+        **{"m.relates_to": {"m.in_reply_to": {"event_id": file_event}}},
+    )
+    assert "试运行" in said[-1], said
+    said = await h.tap_last(BOSS, "✅", ROOM)
+    assert any("已导入" in s for s in said)
