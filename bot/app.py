@@ -77,6 +77,24 @@ def event_hooks(modules: Iterable[ModuleType] = HANDLER_MODULES) -> list[EventHo
     return hooks
 
 
+class DownloadFailed(Exception):
+    """The homeserver did not give the bytes of an mxc:// URI."""
+
+
+class MatrixDownload:
+    """``Services.download``: the bytes of an mxc:// URI, through the bot's client."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(self, mxc: str) -> bytes:
+        resp = await self.client.download(mxc=mxc)
+        body = getattr(resp, "body", None)
+        if not isinstance(body, bytes | bytearray):
+            raise DownloadFailed(f"{getattr(resp, 'status_code', '')} {resp}".strip())
+        return bytes(body)
+
+
 class GridBot:
     def __init__(self, config: Config, db: Database | None = None) -> None:
         self.config = config
@@ -105,6 +123,7 @@ class GridBot:
         client = self.client = build_client(self.config)
         try:
             await login(client, self.config, self.db)
+            self.services.download = MatrixDownload(client)
             filter_id = await upload_filter(client, self.config, self.db)
             async with self.db.transaction() as session:
                 stored = await sessions.load(session, self.config.user_id)

@@ -132,6 +132,9 @@ class Timing(_Strict):
     reports: ReportTiming = Field(default_factory=ReportTiming)
     escalation: EscalationTiming = Field(default_factory=EscalationTiming)
     conversation_idle_minutes: int = Field(30, ge=1)
+    # Messages failing this long (a room refusing the bot's sends): the admin room is told
+    # once, and again when sending recovers (handlers/admin/health.py).
+    send_failure_alert_minutes: int = Field(15, ge=1)
 
 
 class VisitSettings(_Strict):

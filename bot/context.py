@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +27,10 @@ class Services:
     config: Config
     messages: Messages
     router: Router
+    # The bytes behind an mxc:// URI (the bot's client once logged in; tests give their own).
+    # None outside a running bot: a handler that needs it says the file cannot be read now.
+    download: Callable[[str], Awaitable[bytes]] | None = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def admins(self) -> frozenset[str]:

@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from storage.admins import admin_scope, level1_grids_of
 from storage.models import (
     AdminUnit,
     Assignment,
@@ -106,6 +107,10 @@ class Identity:
     person: Person | None = None
     is_admin: bool = False
     roles: list[RoleView] = field(default_factory=list)
+    # An admin named in chat for some counties only: their level-1 grids and units (None:
+    # every one, as bot.yaml's admins and province-wide admins).
+    admin_grids: frozenset[int] | None = None
+    admin_units: frozenset[int] | None = None
     served: list[Enterprise] = field(default_factory=list)
     language: str | None = None
 
@@ -133,8 +138,16 @@ class Identity:
 
 
 async def identify(session: AsyncSession, user_id: str, admins: frozenset[str]) -> Identity:
-    """Load the current roles and served enterprises of ``user_id``."""
+    """Load the current roles and served enterprises of ``user_id``. Admins are bot.yaml's
+    ``admins`` (every unit) and those named in chat (storage.admins: every unit or some)."""
     ident = Identity(user_id=user_id, is_admin=user_id in admins)
+    if not ident.is_admin:
+        named, units = await admin_scope(session, user_id)
+        if named:
+            ident.is_admin = True
+            if units is not None:
+                ident.admin_units = units
+                ident.admin_grids = await level1_grids_of(session, units)
     pref = await session.get(UserPreference, user_id)
     ident.language = pref.language if pref else None
     person = await session.scalar(
@@ -233,6 +246,7 @@ class Action(enum.StrEnum):
     DECLARE_STAFF = "declare_staff"  # declare a staff change of the enterprise (/staff)
     DECIDE_STAFF = "decide_staff"  # confirm or reject it (/staff-confirm, /staff-reject)
     REVIEW = "review"  # the work reports and assessment of /report (a member: their own)
+    ADMINISTER = "administer"  # the admin room: roster import/export, /coverage, /admin
 
 
 class Extent(enum.StrEnum):
@@ -299,6 +313,8 @@ RULES: dict[Action, dict[str, Extent]] = {
         RoleKind.L2_OFFICE_MEMBER: Extent.L2_GRID,
         **_MEMBER,
     },
+    # Admins only; a county admin administers their county (storage.admins).
+    Action.ADMINISTER: {ADMIN: _ALL},
 }
 
 # What each action is, for the README's generated table.
@@ -315,6 +331,8 @@ ACTION_DOCS: dict[Action, str] = {
     Action.DECLARE_STAFF: "declare a staff change (`/staff`)",
     Action.DECIDE_STAFF: "confirm or reject it (`/staff-confirm`, `/staff-reject`)",
     Action.REVIEW: "the work reports, indicators and assessment of `/report` (a member: their own)",
+    Action.ADMINISTER: "the admin room: `/roster import`, `/roster export`, `/coverage`, "
+    "`/admin`, `/health` (a county admin: their county)",
 }
 
 
@@ -369,6 +387,10 @@ def _l1_grid_of(grid: Grid) -> int | None:
 def _reach(ident: Identity, rule: Mapping[str, Extent]) -> Reach:
     everything = ident.is_admin and rule.get(ADMIN) is Extent.EVERYTHING
     l1: set[int] = set()
+    if everything and ident.admin_grids is not None:
+        # A county admin reaches "everything" of their counties only.
+        everything = False
+        l1.update(ident.admin_grids)
     l2: set[int] = set()
     ents: set[int] = set()
     # Each role anchors its extent at its own grid or enterprise; the derived level-1

@@ -479,3 +479,30 @@ class StaffChange(Base):
     @property
     def code(self) -> str:
         return f"S-{self.id}"
+
+
+class Admin(Base):
+    """An admin named in chat (/admin add). ``unit_id`` None: the whole province (every unit);
+    else that county (or special body) only. bot.yaml's ``admins`` are not stored here: they
+    are the first admins, province-wide, and cannot be removed from chat."""
+
+    __tablename__ = "admins"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("admin_units.id"))
+    added_by: Mapped[str] = mapped_column(String(255))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AdminAudit(Base):
+    """Every admin action (import, export, provisioning, admin changes): append-only."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    room_id: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -402,3 +402,8 @@ async def failed_by_cause(
     for row in rows:
         grouped.setdefault(row.cause, []).append(row)
     return grouped
+
+
+async def by_txn(session: AsyncSession, txn_id: str) -> OutboxMessage | None:
+    """The queued message with this transaction id (e.g. a progress message to edit)."""
+    return await session.scalar(select(OutboxMessage).where(OutboxMessage.txn_id == txn_id))

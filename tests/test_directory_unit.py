@@ -141,7 +141,17 @@ EXPECTED: dict[Action, dict[str, set[int]]] = {
         RoleKind.L2_OFFICE_MEMBER: GRID_10,
         RoleKind.L2_MEMBER: SERVED,
     },
+    Action.ADMINISTER: {ADMIN: ALL},
 }
+
+
+def test_a_county_admin_reaches_their_county_only() -> None:
+    ident = identity(ADMIN)
+    ident.admin_grids = frozenset({L1.id})
+    for action in (Action.ADMINISTER, Action.BROADCAST, Action.SEE):
+        assert covered(D.reach(ident, action)) == COUNTY
+    ident.admin_grids = frozenset({L1_OTHER.id})
+    assert covered(D.reach(ident, Action.ADMINISTER)) == ALL - COUNTY
 
 
 @pytest.mark.parametrize("action", list(Action))

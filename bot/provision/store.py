@@ -245,3 +245,16 @@ async def mark_requests_done(db: Database, ids: list[int]) -> None:
             .where(ProvisionRequest.id.in_(ids))
             .values(done_at=datetime.now(UTC))
         )
+
+
+async def request_reasons(db: Database, ids: list[int]) -> list[str]:
+    """Why each of the given requests was queued (e.g. an admin import's progress message)."""
+    if not ids:
+        return []
+    async with db.transaction() as s:
+        rows = await s.scalars(
+            select(ProvisionRequest.reason)
+            .where(ProvisionRequest.id.in_(ids))
+            .order_by(ProvisionRequest.id)
+        )
+        return list(rows)

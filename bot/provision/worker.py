@@ -13,12 +13,15 @@ from nio import AsyncClient
 from bot.context import Services
 from bot.provision import store
 from bot.provision.apply import Provisioner, Summary
+from bot.provision.chat import ChatProgress
 from bot.provision.matrix import MatrixOps
 from storage.db import Database, describe, is_unavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+# A request whose reason starts so names the progress message to edit (handlers/admin).
+CHAT_REASON = "admin-import:"
 MAX_BACKOFF = 300.0
 DB_BACKOFF = 5.0
 
@@ -55,14 +58,27 @@ class ProvisionWorker:
         if not ids:
             return None
         config = self.services.config
-        summary = await Provisioner(
-            self.db,
-            MatrixOps(self.client),
-            self.services.messages,
-            bot_user_id=config.user_id,
-            admins=config.admins,
-            locale=config.language,
-        ).run()
+        # An admin room import waits for the result in one message edited in place.
+        chats = [
+            ChatProgress(
+                self.db, self.services.messages, reason[len(CHAT_REASON) :], config.language
+            )
+            for reason in await store.request_reasons(self.db, ids)
+            if reason.startswith(CHAT_REASON)
+        ]
+        reporter = chats[-1] if chats else None
+        with reporter or contextlib.nullcontext():
+            summary = await Provisioner(
+                self.db,
+                MatrixOps(self.client),
+                self.services.messages,
+                bot_user_id=config.user_id,
+                admins=config.admins,
+                locale=config.language,
+                reporter=reporter,
+            ).run()
+        for chat in chats:
+            await chat.finish(summary)
         log.info(
             "provisioned: %d created, %d invited, %d removed, %d failed",
             len(summary.created),

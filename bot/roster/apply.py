@@ -976,3 +976,43 @@ def _point_label(longitude: float | None, latitude: float | None) -> str | None:
     if longitude is None or latitude is None:
         return None
     return f"{longitude}, {latitude}"
+
+
+async def import_in_session(
+    session: AsyncSession,
+    path: Path,
+    *,
+    dry_run: bool,
+    today: date | None = None,
+    file_wins: bool = False,
+    limits: Limits | None = None,
+) -> ImportResult:
+    """:func:`import_roster` inside the caller's transaction (the admin room's import records
+    its audit and answer with it). A dry run works in a savepoint of its own session on the
+    same connection and rolls it back, leaving the caller's objects alone. A real import that
+    finds errors returns them with ``applied`` False: the caller must roll back."""
+    parsed = read_roster(path, limits)
+    result = ImportResult(errors=parsed.errors, warnings=parsed.warnings, rows=len(parsed.rows))
+    if parsed.errors:
+        return result
+    plan = _Importer(parsed.rows, today or date.today(), file_wins=file_wins, dry_run=dry_run)
+    result.units = [u.name for u in plan.units.values()]
+    if dry_run:
+        conn = await session.connection()
+        nested = await conn.begin_nested()
+        try:
+            async with AsyncSession(
+                bind=conn, join_transaction_mode="conditional_savepoint"
+            ) as scratch:
+                await plan.run(scratch)
+                await scratch.flush()
+        finally:
+            await nested.rollback()
+    else:
+        await plan.run(session)
+        result.applied = not plan.errors
+    plan.changes.sort()
+    result.warnings.extend(plan.warnings)
+    result.errors = sorted(plan.errors, key=lambda e: e.row)
+    result.changes = Changes() if plan.errors else plan.changes
+    return result

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from bot.commands import KNOWN, Arg, command
 from bot.context import CommandContext
+from handlers.admin import audit as admin_audit
 from handlers.cases.actors import case_in_reach, parse_case_code
 from storage import cases, rooms
 from storage.directory import Action, enterprise_ids_in, enterprise_names, reach
@@ -22,15 +23,20 @@ OVERDUE_LIMIT = 30
         "en": "show a case and its audit trail",
     },
     details={
-        "zh_CN": "例如 /历史 H-2026-0001。企业只能查看本企业的，网格员查看所服务企业的，"
+        "zh_CN": "例如 /历史 H-2026-0001；管理员：/历史 管理（管理操作记录）。"
+        "企业只能查看本企业的，网格员查看所服务企业的，"
         "网格长和办公室查看本网格的。",
-        "en": "e.g. /history H-2026-0001. Enterprises see their own cases, members those of the "
+        "en": "e.g. /history H-2026-0001; admins: /history admin (the admin actions). "
+        "Enterprises see their own cases, members those of the "
         "enterprises they serve, chiefs and office their grid's.",
     },
     args=(Arg({"zh_CN": "编号", "en": "id"}, key="code"),),
     roles=KNOWN,
 )
 async def history_command(ctx: CommandContext) -> None:
+    if admin_audit.asks_for_admin_history(ctx.args["code"]):
+        await admin_audit.show(ctx)  # /history admin: the admin actions (handlers/admin)
+        return
     await show(ctx, parse_case_code(ctx.args["code"]))
 
 

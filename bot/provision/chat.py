@@ -1,0 +1,106 @@
+"""Provisioning progress in a chat room: one message ("建群 120/317") edited in place
+(m.replace through the one send path), then a summary of what was done and what was not."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict
+
+from bot.outgoing import Outgoing, queue
+from bot.provision.apply import CHECK, CREATE, Summary
+from messages import Messages
+from storage import outbox
+from storage.db import Database
+
+EDIT_EVERY = 2.0  # seconds between edits of the progress message
+
+
+class ChatProgress:
+    """A provisioning Reporter that edits the message queued with ``txn_id``."""
+
+    def __init__(self, db: Database, messages: Messages, txn_id: str, locale: str) -> None:
+        self.db = db
+        self.messages = messages
+        self.txn_id = txn_id
+        self.locale = locale
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.phase_now = "start"
+        self._shown: tuple[str, int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # Reporter
+    def phase(self, name: str, total: int) -> None:
+        self.totals[name], self.done[name] = total, 0
+
+    def advance(self, name: str) -> None:
+        self.done[name] = self.done.get(name, 0) + 1
+        self.phase_now = name
+
+    def waiting(self) -> None:
+        pass
+
+    def _state(self) -> tuple[str, int, int]:
+        # Creating rooms is what people wait for; once every room is made, the check phase.
+        created, to_create = self.done.get(CREATE, 0), self.totals.get(CREATE, 0)
+        if to_create and created < to_create:
+            return (CREATE, created, to_create)
+        return (CHECK, self.done.get(CHECK, 0), self.totals.get(CHECK, 0))
+
+    async def _post(self, template: str, edit: bool, **values: object) -> None:
+        async with self.db.transaction() as session:
+            progress = await outbox.by_txn(session, self.txn_id)
+            if progress is None:
+                return
+            queue(
+                session,
+                self.messages,
+                Outgoing(
+                    progress.room_id,
+                    template,
+                    dict(values),
+                    edit_of=progress if edit else None,
+                    reply_to=None if edit else progress,
+                ),
+                locale=self.locale,
+                cause=f"provision:{self.txn_id}",
+            )
+
+    async def show(self) -> None:
+        state = self._state()
+        if state != self._shown and state[2]:
+            self._shown = state
+            await self._post(
+                "admin_provision_progress", True, phase=state[0], done=state[1], total=state[2]
+            )
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(EDIT_EVERY)
+            with contextlib.suppress(Exception):
+                await self.show()
+
+    def __enter__(self) -> ChatProgress:
+        self._task = asyncio.create_task(self._loop(), name="provision-progress")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def finish(self, summary: Summary) -> None:
+        await self.show()
+        values = asdict(summary)
+        await self._post(
+            "admin_provision_done",
+            False,
+            rooms=summary.rooms,
+            created=len(summary.created),
+            updated=len(summary.updated),
+            invited=len(summary.invited),
+            removed=len(summary.removed),
+            failed=list(summary.failed),
+            no_account=list(values["no_account"]),
+            without_matrix_id=list(summary.without_matrix_id),
+        )
