@@ -1,14 +1,14 @@
 """Admins named in chat (/admin add), scoped to a unit or province-wide, and the append-only
 audit of admin actions (roster import and export, provisioning, admin changes).
 
-Revision ID: 0020
+Revision ID: 0014
 Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
