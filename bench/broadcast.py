@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ from nio import (  # noqa: E402
 )
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import PASSWORD, bounded, login, wait_ready  # noqa: E402
+from bench.common import PASSWORD, bounded, login, process_cpu, wait_ready  # noqa: E402
 from bench.interleave import Result, Stats, interleave, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
@@ -147,11 +148,15 @@ class World:
     chiefs: list[AsyncClient]
     rooms: list[str]  # enterprise rooms (with the bot), in enterprise order
     raw_rooms: list[str]  # one per enterprise, same members but the raw sender for the bot
+    # (empty unless build_world was asked for them)
     l2_rooms: list[str]
     dm: str
 
 
-async def build_world(hs: Synapse, n: int) -> World:
+async def build_world(hs: Synapse, n: int, *, raw_rooms: bool = False) -> World:
+    """Accounts, ``n`` enterprise rooms (watcher, bot, chief), six level-2 rooms, the issuer's
+    direct chat with the bot; with ``raw_rooms`` also a raw room per enterprise (watcher, raw
+    sender, chief). bench/ratelimits.py builds its world here too (without raw rooms)."""
     admin = await hs.register("admin", PASSWORD, admin=True)
     token = await hs.login(admin, PASSWORD)
     ids = {k: await hs.register(k, PASSWORD) for k in ("issuer", "watcher", "gridbot", "raw")}
@@ -175,11 +180,14 @@ async def build_world(hs: Synapse, n: int) -> World:
     rooms = await bounded(
         range(n), lambda i: make_room([ids["gridbot"], chief_ids[i]]), SETUP_IN_FLIGHT
     )
-    raw_rooms = await bounded(
-        range(n), lambda i: make_room([ids["raw"], chief_ids[i]]), SETUP_IN_FLIGHT
-    )
+    raws: list[str] = []
+    if raw_rooms:
+        raws = await bounded(
+            range(n), lambda i: make_room([ids["raw"], chief_ids[i]]), SETUP_IN_FLIGHT
+        )
     l2_rooms = await bounded(range(6), lambda _i: make_room([ids["gridbot"]]), SETUP_IN_FLIGHT)
-    print(f"  {2 * n + 6} rooms created in {time.monotonic() - started:.1f} s", flush=True)
+    made = len(rooms) + len(raws) + len(l2_rooms)
+    print(f"  {made} rooms created in {time.monotonic() - started:.1f} s", flush=True)
 
     async def join(pair: tuple[AsyncClient, str]) -> None:
         client, room = pair
@@ -188,8 +196,8 @@ async def build_world(hs: Synapse, n: int) -> World:
             raise RuntimeError(f"{client.user_id} join {room}: {resp}")
 
     started = time.monotonic()
-    pairs = [(setup_bot, r) for r in rooms + l2_rooms] + [(raw, r) for r in raw_rooms]
-    pairs += list(zip(chiefs, rooms, strict=True)) + list(zip(chiefs, raw_rooms, strict=True))
+    pairs = [(setup_bot, r) for r in rooms + l2_rooms] + [(raw, r) for r in raws]
+    pairs += list(zip(chiefs, rooms, strict=True)) + list(zip(chiefs, raws, strict=False))
     await bounded(pairs, join, SETUP_IN_FLIGHT)
     resp = await issuer.room_create(invite=[ids["gridbot"]], is_direct=True)
     assert isinstance(resp, RoomCreateResponse), resp
@@ -197,7 +205,7 @@ async def build_world(hs: Synapse, n: int) -> World:
     await join((setup_bot, dm))
     print(f"  {len(pairs) + 1} joins in {time.monotonic() - started:.1f} s", flush=True)
     await setup_bot.close()
-    return World(hs, ids, watcher, issuer, raw, chiefs, rooms, raw_rooms, l2_rooms, dm)
+    return World(hs, ids, watcher, issuer, raw, chiefs, rooms, raws, l2_rooms, dm)
 
 
 async def seed(db: Any, world: World) -> None:
@@ -305,6 +313,24 @@ class Round:
     what: str
     seconds: float
     note: str = ""
+    server_cpu: float = math.nan  # CPU seconds Synapse spent meanwhile
+    client_cpu: float = math.nan  # CPU seconds of this process (GridBot or the raw loop, the
+    # watcher and the other clients)
+
+
+class Cpu:
+    """CPU seconds spent by Synapse and by this process since ``start``."""
+
+    def __init__(self, hs: Synapse) -> None:
+        assert hs._proc is not None  # started
+        self.pid = hs._proc.pid
+        self.start()
+
+    def start(self) -> None:
+        self.server, self.client = process_cpu(self.pid), time.process_time()
+
+    def spent(self) -> tuple[float, float]:
+        return process_cpu(self.pid) - self.server, time.process_time() - self.client
 
 
 @dataclass
@@ -312,6 +338,7 @@ class Bench:
     world: World
     watcher: Watcher
     in_flight: int
+    cpu: Cpu
     rounds: list[Round] = field(default_factory=list)
     acks: list[float] = field(default_factory=list)
     count: dict[str, int] = field(default_factory=dict)
@@ -327,12 +354,13 @@ class Bench:
         rooms = self.world.raw_rooms
         self.watcher.expect(marker)
         started = time.perf_counter()
+        self.cpu.start()
         await bounded(
             rooms, lambda r: send_ok(self.world.raw, r, "m.room.message", content), in_flight
         )
         sent = time.perf_counter() - started
         seen = await self.watcher.wait_all(marker, set(rooms)) - started
-        self.rounds.append(Round(what, seen, f"all sent at {sent:.2f} s"))
+        self.rounds.append(Round(what, seen, f"all sent at {sent:.2f} s", *self.cpu.spent()))
         return seen
 
 
@@ -434,6 +462,7 @@ class GridBotSide:
         expected = n * (self.done + 1)  # post deliveries sent, over every round so far
         wall0 = time.time()
         t0 = time.perf_counter()
+        self.bench.cpu.start()
         await send_ok(
             world.issuer, world.dm, "m.room.message", {"msgtype": "m.text", "body": "确认"}
         )
@@ -450,6 +479,7 @@ class GridBotSide:
 
         db_done = asyncio.create_task(_until(all_sent))
         seen = await watcher.wait_all(marker, set(world.rooms)) - t0
+        cpu = self.bench.cpu.spent()
         recorded = await db_done - t0
         handled, first, last = await self._phases(wall0)
         self.bench.rounds.append(
@@ -458,6 +488,7 @@ class GridBotSide:
                 seen,
                 f"确认 handled (one transaction) at {handled:.2f} s; posts sent "
                 f"{first:.2f}–{last:.2f} s; outbox all sent at {recorded:.2f} s",
+                *cpu,
             )
         )
         self.done += 1
@@ -538,9 +569,17 @@ async def _until(
 
 def print_table(rounds: list[Round], n: int) -> None:
     print()
-    print(f"{'':28} {'rooms':>5} {'seconds':>8} {'msg/s':>7}  note")
+    print(
+        f"{'':28} {'rooms':>5} {'seconds':>8} {'msg/s':>7} {'Synapse CPU s':>13} "
+        f"{'this process CPU s':>18}  note"
+    )
     for r in rounds:
-        print(f"{r.what:28} {n:5d} {r.seconds:8.2f} {n / r.seconds:7.1f}  {r.note}")
+        server = "" if math.isnan(r.server_cpu) else f"{r.server_cpu:.1f}"
+        client = "" if math.isnan(r.client_cpu) else f"{r.client_cpu:.1f}"
+        print(
+            f"{r.what:28} {n:5d} {r.seconds:8.2f} {n / r.seconds:7.1f} {server:>13} "
+            f"{client:>18}  {r.note}"
+        )
 
 
 async def measure(args: argparse.Namespace) -> list[Result]:
@@ -556,12 +595,12 @@ async def measure(args: argparse.Namespace) -> list[Result]:
         watcher: Watcher | None = None
         side: GridBotSide | None = None
         try:
-            world = await build_world(hs, n)
+            world = await build_world(hs, n, raw_rooms=True)
             watcher = Watcher(world.watcher)
             started = time.monotonic()
             await watcher.start()
             print(f"  watcher's first sync: {time.monotonic() - started:.1f} s", flush=True)
-            bench = Bench(world, watcher, args.in_flight)
+            bench = Bench(world, watcher, args.in_flight, Cpu(hs))
             side = GridBotSide(bench, work, args.database_url)
             await side.start()
             await side.idle()
@@ -594,6 +633,10 @@ async def measure(args: argparse.Namespace) -> list[Result]:
             await hs.stop()
     print_table(bench.rounds, n)
     grid, seq, par = stats[GRIDBOT], stats[RAW_SEQ], stats[RAW_PAR]
+
+    def cpu(what: str) -> Stats:
+        return Stats.of(r.server_cpu + r.client_cpu for r in bench.rounds if r.what == what)
+
     return [
         Result(
             NAME,
@@ -605,6 +648,15 @@ async def measure(args: argparse.Namespace) -> list[Result]:
             TARGET_RATIO,
             note=f"{args.rounds} alternating rounds; raw with {args.in_flight} in flight: "
             f"{par.median:.2f} s median ({grid.median / par.median:.2f}× GridBot/it)",
+        ),
+        Result(
+            NAME,
+            f"/broadcast to {n} rooms (CPU, Synapse + bench process)",
+            "s",
+            cpu(GRIDBOT),
+            cpu(RAW_SEQ),
+            "raw, one at a time",
+            note="the bench process holds GridBot, or the raw loop, and the watcher",
         ),
         Result(NAME, f"{n} ✅ acks recorded", "s", Stats.of(bench.acks)),
     ]

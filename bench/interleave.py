@@ -131,6 +131,7 @@ class Result:
     target: float | None = None
     by: str = "median"  # "median" or "max": which of GridBot's figures an absolute target bounds
     note: str = ""
+    verdict: bool | None = None  # pass/fail decided elsewhere (a bench run as its own process)
 
     @property
     def value(self) -> float:
@@ -144,6 +145,8 @@ class Result:
 
     @property
     def passed(self) -> bool | None:
+        if self.verdict is not None:
+            return self.verdict
         if self.target is None:
             return None
         if self.baseline is not None:
@@ -206,7 +209,7 @@ def summary_lines(results: Sequence[Result]) -> list[str]:
             (
                 r.bench,
                 r.measure,
-                str(r.gridbot.n),
+                str(r.gridbot.n) if r.gridbot.n else "",
                 _figure(r.gridbot, r.unit, r.by),
                 base,
                 f"{ratio:.2f}" if ratio is not None else "",

@@ -2,12 +2,18 @@
 
     python bench/run.py [NAME ...] [--quick | --scale F] [--with NAME="ARGS"] [--check]
 
-NAME is any of roundtrip, provision, broadcast, resume (default: all, in that order). Each
-starts its own throw-away Synapse, prints its own detailed table, and adds its rows to the
+NAME is any of roundtrip, provision, broadcast, resume (default: these four, in that order).
+Each starts its own throw-away Synapse, prints its own detailed table, and adds its rows to the
 summary printed at the end: GridBot's median (and p90 where there are enough samples), its
 baseline's, the ratio, the target the README states, pass or FAIL. GridBot and its baseline
 are measured in alternating rounds (bench/interleave.py), so the ratios hold on a shared
 machine where the raw times do not.
+
+Two more run only when named, each as its own process with its own table (neither has a
+baseline to interleave with; --scale does not apply): report (bench/report.py: reports on a
+generated year, absolute targets; PostgreSQL for the province) and ratelimits
+(bench/ratelimits.py: GridBot exempt from rate limits vs held to Synapse's defaults). Their
+row in the summary says whether they ran, and for report whether its targets were met.
 
 --quick runs everything at a tenth of its size (minutes, not the better part of an hour);
 --scale F at any other fraction; --with passes a bench its own options, after the scaled ones
@@ -22,6 +28,7 @@ import asyncio
 import importlib
 import logging
 import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -32,10 +39,28 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.interleave import Result, failed, print_summary  # noqa: E402
+from bench.interleave import Result, Stats, failed, print_summary  # noqa: E402
 
 BENCHES = ("roundtrip", "provision", "broadcast", "resume")
+# Benches with their own main() and table, run as a child process when named: the arguments
+# that make the child's exit code a verdict (None: it has none).
+EXTERNAL: dict[str, list[str] | None] = {"report": ["--check"], "ratelimits": None}
 QUICK_SCALE = 0.1
+
+
+def run_external(name: str, extra: str) -> Result:
+    """``python bench/NAME.py`` as a child process; its output passes through."""
+    verdict_args = EXTERNAL[name]
+    argv = [sys.executable, str(REPO / "bench" / f"{name}.py"), *shlex.split(extra)]
+    if verdict_args is not None:
+        argv += verdict_args
+    code = subprocess.run(argv, cwd=REPO, check=False).returncode
+    if verdict_args is None:
+        verdict, note = (None if code == 0 else False), f"exit code {code}; its own table above"
+    else:
+        verdict = code == 0
+        note = f"exit code {code} ({' '.join(verdict_args)}); its own table above"
+    return Result(name, f"bench/{name}.py", "", Stats(), verdict=verdict, note=note)
 
 
 def bench_args(module: ModuleType, scale: float, extra: str) -> argparse.Namespace:
@@ -46,7 +71,10 @@ def bench_args(module: ModuleType, scale: float, extra: str) -> argparse.Namespa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"benches to run: {', '.join(BENCHES)}"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benches to run: {', '.join(BENCHES)} (the default), {', '.join(EXTERNAL)}",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -64,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 on a missed target")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHES)
-    unknown = [n for n in names if n not in BENCHES]
+    known = (*BENCHES, *EXTERNAL)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
+        parser.error(f"unknown bench {', '.join(unknown)}; choose from {', '.join(known)}")
     extra: dict[str, str] = {}
     for item in args.extra:
         name, sep, value = item.partition("=")
-        if not sep or name not in BENCHES:
-            parser.error(f'--with {item!r}: expected NAME="ARGS" with NAME in {BENCHES}')
+        if not sep or name not in known:
+            parser.error(f'--with {item!r}: expected NAME="ARGS" with NAME in {known}')
         extra[name] = f"{extra.get(name, '')} {value}"
     scale = QUICK_SCALE if args.quick else args.scale
     if scale <= 0:
@@ -83,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     broken: list[str] = []
     started = time.monotonic()
     for name in names:
+        if name in EXTERNAL:
+            print(f"\n=== {name} (bench/{name}.py {extra.get(name, '').strip()})", flush=True)
+            t0 = time.monotonic()
+            results.append(run_external(name, extra.get(name, "")))
+            print(f"=== {name}: {time.monotonic() - t0:.0f} s", flush=True)
+            continue
         module = importlib.import_module(f"bench.{name}")
         bench = bench_args(module, scale, extra.get(name, ""))
         shown = " ".join(

@@ -103,6 +103,8 @@ class SendGate:
 
     def pause(self, seconds: float) -> None:
         """The homeserver asked to wait: nobody goes before then (a later 429 may extend it)."""
+        if self._closed:
+            return  # stopping: whoever waits is let through to see it
         loop = asyncio.get_running_loop()
         self._window, self._streak = 1, 0
         until = loop.time() + seconds

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# Property tests are derandomized (CI sees the same examples every run: a failure is a bug, not
+# luck) and keep no example database in the checkout.
+settings.register_profile("gridbot", derandomize=True, database=None, deadline=None)
+settings.load_profile("gridbot")
 
 pytest_plugins = ["tests.fixtures_db", "tests.fixtures_synapse", "tests.bot_harness"]
 

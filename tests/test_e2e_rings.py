@@ -248,7 +248,8 @@ async def test_a_notice_rings_its_enterprise_then_the_reminder_then_escalation(
     w.clock.shift(timedelta(hours=1))  # the deadline: the issuer's report and the members
     await w.tick()
     rang = await w.rung()
-    assert once_each(rang, code) == {"l2chief", "member", "member_b"}
+    # 芦溪通达 (served by member_b) never got the notice (no room): nobody chases it.
+    assert once_each(rang, code) == {"l2chief", "member"}
     assert "【催办】" in rang["member"][0] and "已到确认时限" in rang["l2chief"][0]
 
     w.clock.shift(timedelta(hours=1))  # an hour later still silent: the level-2 chief

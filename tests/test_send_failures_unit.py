@@ -24,7 +24,6 @@ from storage import outbox
 from storage.db import Database
 from storage.models import OutboxFile, OutboxMessage
 from tests.test_notices_unit import (
-    DEFAULT_BROADCAST,
     L2_FREIGHT,
     T0,
     U,
@@ -104,7 +103,8 @@ def test_every_cause_has_words_in_every_locale(locale: str) -> None:
     assert "&lt;甲&gt;" in out.html and "<甲>" in out.plain
 
 
-async def test_status_shows_an_enterprise_not_reached_with_the_cause(db: Database) -> None:
+async def test_status_shows_an_enterprise_not_reached_with_the_cause(sqlite_db: Database) -> None:
+    db = sqlite_db
     h, grid = await setup(db)
     code = await broadcast(h)
     await deliver(db, fail=frozenset({ent_room("B")}))
@@ -239,14 +239,6 @@ async def test_a_notice_too_long_for_one_event_goes_as_its_beginning_and_a_file(
 
 def _file_of(rows: list[OutboxMessage], room: str) -> int:
     return next(r.id for r in rows if r.room_id == room and r.file_id is not None)
-
-
-async def test_a_short_notice_is_posted_whole(sqlite_db: Database) -> None:
-    h, _grid = await setup(sqlite_db)
-    await broadcast(h, DEFAULT_BROADCAST)
-    async with sqlite_db.transaction() as s:
-        parts = set(await s.scalars(select(N.NoticeDelivery.part)))
-    assert N.PART_TEXT not in parts
 
 
 async def test_whoever_caused_a_failed_message_is_told_why(sqlite_db: Database) -> None:
