@@ -62,6 +62,7 @@ class ProvisionWorker:
             bot_user_id=config.user_id,
             admins=config.admins,
             locale=config.language,
+            encrypted=config.encryption.enabled and config.encryption.encrypted_rooms,
         ).run()
         log.info(
             "provisioned: %d created, %d invited, %d removed, %d failed",
