@@ -30,7 +30,9 @@ from nio import (
     KeysQueryResponse,
     KeysUploadResponse,
     LocalProtocolError,
+    MatrixRoom,
     MegolmEvent,
+    RoomGetStateEventResponse,
 )
 from nio.crypto import decrypt_attachment, encrypt_attachment
 
@@ -127,6 +129,22 @@ class Crypto:
                     client.verify_device(device)
                 elif not known and not client.olm.is_device_verified(device):
                     client.blacklist_device(device)
+
+    async def ensure_room(self, room_id: str) -> None:
+        """nio (with encryption on) sends only into rooms a sync has shown it; the bot may
+        speak first (its welcome right after joining). Such a room is added from its state:
+        encrypted or not, as m.room.encryption says; the next sync fills in the rest."""
+        client = self.client
+        if client.olm is None or room_id in client.rooms:
+            return
+        resp = await client.room_get_state_event(room_id, "m.room.encryption")
+        encrypted = isinstance(resp, RoomGetStateEventResponse) and bool(
+            (resp.content or {}).get("algorithm")
+        )
+        if room_id not in client.rooms:
+            client.rooms[room_id] = MatrixRoom(room_id, client.user_id, encrypted)
+            if encrypted:
+                client.encrypted_rooms.add(room_id)
 
     async def before_send(self, room_id: str) -> None:
         """Before a message goes into an encrypted room: its members known, their devices

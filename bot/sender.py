@@ -323,6 +323,10 @@ class Sender:
 
     async def _drain_room(self, room_id: str) -> None:
         backoff = Backoff()
+        if self.crypto is not None:
+            # Whether the room is encrypted decides how its files are prepared.
+            with contextlib.suppress(*_NETWORK_ERRORS):
+                await self.crypto.ensure_room(room_id)
         while not self._stopping:
             # Take a reading slot before touching the database, so thousands of room workers
             # wait here instead of holding pooled connections.
@@ -386,8 +390,9 @@ class Sender:
             if not isinstance(relayed, dict):
                 return relayed
             prepared = outbox.Prepared(content=relayed)
-        if self.crypto is not None and self._encrypted(room_id):
+        if self.crypto is not None and self.crypto.on:
             try:
+                await self.crypto.ensure_room(room_id)
                 await self.crypto.before_send(room_id)
             except _NETWORK_ERRORS as exc:
                 return exc
