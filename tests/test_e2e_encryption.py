@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from nio import (
 from nio.crypto import decrypt_attachment, encrypt_attachment
 from sqlalchemy import select
 
+from bot.app import Fatal
 from bot.sandbox.homeserver import Synapse
 from bot.syncer import SyncLoop
 from storage.models import InboxEvent, OutboxMessage
@@ -42,6 +44,7 @@ from tests.matrix_helpers import (
     wait_for_join,
     wait_for_message,
 )
+from tests.notice_seed import seed_notice_grid
 from tests.roster_seed import set_room
 from tests.visits_seed import GANXI, fake_mxids, seed_visit_grid
 
@@ -282,4 +285,62 @@ async def test_a_message_whose_key_never_comes_is_answered_please_resend(
         row = await s.get(InboxEvent, lost)
     assert row is not None and row.outcome == "undecryptable"
     # The next message, in a session shared as usual, is read.
+    assert "/visit" in await ask(member, dm, bot, "/帮助")
+
+
+async def test_notice_into_encrypted_enterprise_rooms_is_read_and_acknowledged(
+    gridbot: BotFactory, make_user: MakeUser, e2e_client: Any
+) -> None:
+    keys = ["l1_chief", "chief_a", "chief_b"]
+    creds = {k: await make_user(k.replace("_", "-")) for k in keys}
+    bot = await gridbot()
+    grid = await seed_notice_grid(bot.db, {k: uid for k, (uid, _pw) in creds.items()})
+    c = {k: await e2e_client(uid, pw) for k, (uid, pw) in creds.items()}
+    await bot.start()
+    rooms = {}
+    for key, person in (("A", "chief_a"), ("B", "chief_b")):
+        resp = await c[person].room_create(initial_state=[MEGOLM], name=f"{key} 企业群")
+        room = resp.room_id  # type: ignore[union-attr]
+        await set_room(bot.db, room, "enterprise_room", enterprise_id=grid.enterprises[key])
+        await c[person].room_invite(room, bot.user_id)
+        await wait_for_join(c[person], room, bot.user_id)
+        rooms[key] = room
+    dm = await encrypted_room(c["l1_chief"], bot, direct=True)
+    prompt = await ask(
+        c["l1_chief"], dm, bot, "/群发 货运 --within 24h\n关于冬季运输安全的通知\n各企业：请落实。"
+    )
+    assert "请确认" in prompt
+    assert "已发出" in await ask(c["l1_chief"], dm, bot, "确认")
+    for key, person in (("A", "chief_a"), ("B", "chief_b")):
+        post = await wait_for_message(
+            c[person], rooms[key], lambda e: e.sender == bot.user_id and "【部署要求】" in e.body
+        )
+        assert "各企业：请落实。" in post.body  # decrypted by the member's client
+        content = {
+            "m.relates_to": {"rel_type": "m.annotation", "event_id": post.event_id, "key": "👍"}
+        }
+        sent = await c[person].room_send(
+            rooms[key], "m.reaction", content, ignore_unverified_devices=True
+        )
+        assert isinstance(sent, RoomSendResponse), sent
+        recorded = await wait_for_message(
+            c[person], rooms[key], lambda e: e.sender == bot.user_id and "✅ 已记录" in e.body
+        )
+        assert recorded.body.startswith("✅ 已记录")
+
+
+async def test_a_lost_crypto_store_is_said_in_one_line(
+    gridbot: BotFactory, make_user: MakeUser, e2e_client: Any
+) -> None:
+    bot, member, _g = await member_and_bot(gridbot, make_user, e2e_client)
+    await bot.wait_idle()
+    await bot.stop()
+    shutil.rmtree(bot.config.crypto_store)
+    with pytest.raises(Fatal, match=r"the store was lost.*Log in a new device"):
+        await bot.start()
+    bot.bot = bot.task = None
+    # What the line says to do works: a new device name logs in a new device, with a new store.
+    bot.config = bot.config.model_copy(update={"device_id": "GRIDBOT-2"})
+    await bot.start()
+    dm = await encrypted_room(member, bot, direct=True)
     assert "/visit" in await ask(member, dm, bot, "/帮助")
