@@ -121,6 +121,13 @@ class GridBot:
                 log.critical("crypto store: %s", exc)
                 raise Fatal(f"crypto store: {exc}") from None
             crypto = self.crypto = Crypto(client, trust=encryption.trust, is_known=self._known)
+            if client.olm is not None:
+                log.info(
+                    "encryption on: device %s, ed25519 fingerprint %s, store %s",
+                    client.device_id,
+                    client.olm.account.identity_keys["ed25519"],
+                    self.config.crypto_store,
+                )
             filter_id = await upload_filter(client, self.config, self.db)
             async with self.db.transaction() as session:
                 stored = await sessions.load(session, self.config.user_id)
