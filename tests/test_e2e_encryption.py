@@ -20,7 +20,9 @@ from nio import (
     DownloadResponse,
     ForwardedRoomKeyEvent,
     LoginResponse,
+    MegolmEvent,
     RoomCreateError,
+    RoomGetEventResponse,
     RoomKeyEvent,
     RoomSendResponse,
     SyncResponse,
@@ -101,14 +103,19 @@ async def answer(client: AsyncClient, room: str, bot: BotUnderTest, event_id: st
 
 
 async def encrypted_room(
-    client: AsyncClient, bot: BotUnderTest, *, direct: bool, invite: bool = True
+    client: AsyncClient,
+    bot: BotUnderTest,
+    *,
+    direct: bool,
+    invite: bool = True,
+    encrypted: bool = True,
 ) -> str:
     """A room as Element makes a new DM: createRoom with is_direct and m.room.encryption in
     initial_state; the client knows it (synced) before it sends."""
     resp = await client.room_create(
         invite=[bot.user_id] if (direct and invite) else [],
         is_direct=direct,
-        initial_state=[MEGOLM],
+        initial_state=[MEGOLM] if encrypted else [],
     )
     assert not isinstance(resp, RoomCreateError), resp
     room = resp.room_id
@@ -287,6 +294,18 @@ async def test_a_message_whose_key_never_comes_is_answered_please_resend(
     # The next message, in a session shared as usual, is read.
     assert "/visit" in await ask(member, dm, bot, "/帮助")
 
+    # Mixed rooms: a plain room, then encryption switched on in it mid-life; the bot carries on
+    # (and answers encrypted from then on).
+    plain = await encrypted_room(member, bot, direct=False, encrypted=False)
+    assert "/visit" in await ask(member, plain, bot, "/帮助")
+    await member.room_put_state(plain, "m.room.encryption", MEGOLM["content"])
+    await sync_once(member)
+    eid = await send_text(member, plain, "/帮助")
+    got = await wait_for_message(
+        member, plain, lambda e: e.sender == bot.user_id and reply_to(e) == eid, timeout=30
+    )
+    assert "/visit" in got.body and got.decrypted
+
 
 async def test_notice_into_encrypted_enterprise_rooms_is_read_and_acknowledged(
     gridbot: BotFactory, make_user: MakeUser, e2e_client: Any
@@ -327,6 +346,28 @@ async def test_notice_into_encrypted_enterprise_rooms_is_read_and_acknowledged(
             c[person], rooms[key], lambda e: e.sender == bot.user_id and "✅ 已记录" in e.body
         )
         assert recorded.body.startswith("✅ 已记录")
+
+    # A file the bot makes (a contact card) goes into each encrypted room encrypted: uploaded
+    # once as ciphertext, sent as ``file`` with its key; the member decrypts it.
+    await ask(c["l1_chief"], dm, bot, "/通讯录")
+    await bot.wait_idle()
+    async with bot.db.transaction() as s:
+        cards = {
+            m.room_id: m.event_id
+            for m in await s.scalars(select(OutboxMessage))
+            if m.content.get("msgtype") == "m.file"
+        }
+    for key, person in (("A", "chief_a"), ("B", "chief_b")):
+        await sync_once(c[person])
+        got = await c[person].room_get_event(rooms[key], cards[rooms[key]])
+        assert isinstance(got, RoomGetEventResponse), got
+        event = got.event
+        if isinstance(event, MegolmEvent):
+            event = c[person].decrypt_event(event)
+        card = event.source["content"]
+        assert "url" not in card and card["file"]["url"].startswith("mxc://")
+        text = (await fetch_decrypted(c[person], card["file"])).decode("utf-8-sig")
+        assert {"A": "刘强", "B": "吴勇"}[key] in text
 
 
 async def test_a_lost_crypto_store_is_said_in_one_line(
