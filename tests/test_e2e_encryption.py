@@ -385,3 +385,65 @@ async def test_a_lost_crypto_store_is_said_in_one_line(
     await bot.start()
     dm = await encrypted_room(member, bot, direct=True)
     assert "/visit" in await ask(member, dm, bot, "/帮助")
+
+
+async def test_an_encrypted_photo_on_a_hazard_report_arrives_byte_for_byte(
+    gridbot: BotFactory, make_user: MakeUser, e2e_client: Any
+) -> None:
+    from storage import cases
+    from tests.case_seed import PEOPLE as CASE_PEOPLE
+    from tests.case_seed import seed_case_grid
+
+    uid, pw = await make_user("e2e-entchief")
+    bot = await gridbot()
+    mxids = {k: f"@{k.replace('_', '-')}-x:localhost" for k in CASE_PEOPLE}
+    grid = await seed_case_grid(bot.db, {**mxids, "entchief": uid})
+    chief = await e2e_client(uid, pw)
+    await bot.start()
+    resp = await chief.room_create(initial_state=[MEGOLM], name="赣西 企业群")
+    ent = resp.room_id  # type: ignore[union-attr]
+    await set_room(bot.db, ent, "enterprise_room", enterprise_id=grid.ganxi)
+    await chief.room_invite(ent, bot.user_id)
+    await wait_for_join(chief, ent, bot.user_id)
+    await wait_for_message(chief, ent, lambda e: e.sender == bot.user_id)
+
+    assert "1/9" in await ask(chief, ent, bot, "/隐患")
+    assert "2/9" in await ask(chief, ent, bot, "3号仓库消防通道堆放货物")
+    assert "3/9" in await ask(chief, ent, bot, "3号仓库东侧")
+    assert "4/9" in await ask(chief, ent, bot, "1")
+    assert "5/9" in await ask(chief, ent, bot, "一般")
+    photo = png_1x1() + b"gridbot"  # bytes no other test sends
+    event_id = await send_encrypted_photo(chief, ent, photo)
+    assert "已收到 1 张照片" in await answer(chief, ent, bot, event_id)
+    assert "6/9" in await ask(chief, ent, bot, "完成")
+    assert "7/9" in await ask(chief, ent, bot, "设置警戒线")
+    assert "8/9" in await ask(chief, ent, bot, "清理通道内货物")
+    assert "9/9" in await ask(chief, ent, bot, "刘强 13800000004")
+    last = await send_text(chief, ent, "明天")
+    await bot.wait_idle(events=[last], timeout=40)
+
+    async with bot.db.transaction() as s:
+        hazards = [await cases.get_case(s, code) for code in await _case_codes(s)]
+        posted = [
+            m.event_id
+            for m in await s.scalars(select(OutboxMessage).where(OutboxMessage.room_id == ent))
+            if m.content.get("msgtype") == "m.image"
+        ]
+    (hazard,) = hazards
+    assert hazard is not None and hazard.photos[0]["file"]["url"].startswith("mxc://")
+    assert len(posted) == 1  # the photo in the hazard's thread
+    await sync_once(chief)
+    got = await chief.room_get_event(ent, posted[0])
+    assert isinstance(got, RoomGetEventResponse), got
+    event = got.event
+    if isinstance(event, MegolmEvent):
+        event = chief.decrypt_event(event)
+    relayed = event.source["content"]["file"]
+    assert await fetch_decrypted(chief, relayed) == photo
+    assert await fetch_decrypted(chief, hazard.photos[0]["file"]) == photo
+
+
+async def _case_codes(session: Any) -> list[str]:
+    from storage.cases import Hazard
+
+    return list(await session.scalars(select(Hazard.code)))
