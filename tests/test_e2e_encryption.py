@@ -305,6 +305,10 @@ async def test_a_message_whose_key_never_comes_is_answered_please_resend(
         member, plain, lambda e: e.sender == bot.user_id and reply_to(e) == eid, timeout=30
     )
     assert "/visit" in got.body and got.decrypted
+    # Trust on first use: the roster member's device was verified by the bot when first seen.
+    assert bot.bot is not None and bot.bot.client is not None and bot.bot.client.olm is not None
+    device = bot.bot.client.device_store[member.user_id][member.device_id]
+    assert bot.bot.client.olm.is_device_verified(device)
 
 
 async def test_notice_into_encrypted_enterprise_rooms_is_read_and_acknowledged(
