@@ -13,11 +13,18 @@ from typing import Any
 from nio import AsyncClient
 
 import handlers
-from bot.client import build_client, login, upload_filter
+from bot.client import (
+    CryptoStoreMismatch,
+    build_client,
+    check_crypto_store,
+    login,
+    upload_filter,
+)
 from bot.commands import DIRECT, Router
 from bot.config import Config
 from bot.context import Services
 from bot.conversation import Conversation, ConversationHook
+from bot.crypto import Crypto
 from bot.dispatcher import Dispatcher, EventHook
 from bot.failures import SendFailures
 from bot.provision.worker import ProvisionWorker
@@ -28,6 +35,7 @@ from handlers.basics.invites import InviteHandler
 from messages import Messages
 from storage import sessions
 from storage.db import Database
+from storage.directory import identify
 from storage.models import InboxEvent
 from storage.outbox import ANSWER_ROOMS, QUEUED_ROOMS
 
@@ -105,6 +113,7 @@ class GridBot:
         # Set once logged in and the first sync is stored and handled (tests wait for it).
         self.ready = asyncio.Event()
         self.client: AsyncClient | None = None
+        self.crypto: Crypto | None = None
         self.sender: Sender | None = None
         self.dispatcher: Dispatcher | None = None
         self.scheduler: Scheduler | None = None
@@ -120,21 +129,37 @@ class GridBot:
                 return
             raise Fatal(f"the database did not answer for {STARTUP_DB_WAIT:.0f} s")
         await self.db.upgrade()
-        client = self.client = build_client(self.config)
+        encryption = self.config.encryption
+        client = self.client = build_client(self.config, encryption=encryption.enabled)
         try:
             await login(client, self.config, self.db)
             self.services.download = MatrixDownload(client)
+            try:
+                await check_crypto_store(client, self.config)
+            except CryptoStoreMismatch as exc:
+                log.critical("crypto store: %s", exc)
+                raise Fatal(f"crypto store: {exc}") from None
+            crypto = self.crypto = Crypto(client, trust=encryption.trust, is_known=self._known)
+            if client.olm is not None:
+                log.info(
+                    "encryption on: device %s, ed25519 fingerprint %s, store %s",
+                    client.device_id,
+                    client.olm.account.identity_keys["ed25519"],
+                    self.config.crypto_store,
+                )
             filter_id = await upload_filter(client, self.config, self.db)
             async with self.db.transaction() as session:
                 stored = await sessions.load(session, self.config.user_id)
             token = stored.sync_token if stored else None
             failures = SendFailures(self.db, self.services)
-            sender = self.sender = Sender(client, self.db, on_failed=failures)
+            sender = self.sender = Sender(client, self.db, on_failed=failures, crypto=crypto)
             self.dispatcher = Dispatcher(
                 self.services,
                 self.db,
                 bot_user_id=self.config.user_id,
                 room_kind_hint=self._room_kind_hint,
+                crypto=crypto,
+                key_wait_seconds=encryption.key_wait_seconds,
             )
             self.dispatcher.hooks.extend(event_hooks())
             scheduler = self.scheduler = Scheduler(self.db, self.services)
@@ -152,6 +177,7 @@ class GridBot:
                 on_invite=invites,
                 on_stored=self._after_store,
                 on_recovered=sender.resume,
+                after_sync=crypto.upkeep,
             )
             sender_task = asyncio.create_task(sender.run(), name="sender")
             # Re-provisions rooms when a handler asks (e.g. a confirmed staff change).
@@ -207,9 +233,16 @@ class GridBot:
                 # An answer to a message the bot is just sending must find its event id.
                 await self.sender.settled({e.room_id for e in added})
             await self.dispatcher.handle_new(added)
+        # Encrypted events waiting for their room key: it may have come with this sync.
+        await self.dispatcher.retry_waiting()
         if not self.ready.is_set() and self.client and self.client.next_batch:
             self.ready.set()
             log.info("GridBot ready: synced and handled what was pending")
+
+    async def _known(self, user_id: str) -> bool:
+        """A roster person or an admin (whose devices the bot trusts on first use)."""
+        async with self.db.transaction() as session:
+            return (await identify(session, user_id, self.services.admins)).known
 
     def _room_kind_hint(self, room_id: str) -> str | None:
         room = self.client.rooms.get(room_id) if self.client else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from nio import AsyncClient, AsyncClientConfig, LoginResponse, WhoamiResponse
@@ -31,18 +32,92 @@ def sync_filter(timeline_limit: int) -> dict[str, object]:
     }
 
 
-def build_client(config: Config) -> AsyncClient:
+class CryptoStoreMismatch(Exception):
+    """The crypto store does not hold this device's keys: one line saying what to do."""
+
+
+def build_client(config: Config, *, encryption: bool = False) -> AsyncClient:
+    """The bot's client. Only the running bot passes ``encryption=True`` (with
+    ``encryption.enabled``): it alone owns the crypto store; other commands (provisioning,
+    benches) log in without one."""
     # 0 = nio gives 429s and connection errors straight back: the sync loop and the sender
     # retry themselves, per room and with their own backoff, instead of blocking inside nio.
     client_config = AsyncClientConfig(
         max_limit_exceeded=0,
         max_timeouts=0,
         store_sync_tokens=False,
-        encryption_enabled=False,
+        encryption_enabled=encryption,
         request_timeout=max(60, config.sync.timeout_ms // 1000 + 30),
     )
+    store_path = ""
+    if encryption:
+        store = config.crypto_store
+        store.mkdir(parents=True, exist_ok=True)
+        store_path = str(store)
     return AsyncClient(
-        config.homeserver, config.user_id, device_id=config.device_id, config=client_config
+        config.homeserver,
+        config.user_id,
+        device_id=config.device_id,
+        store_path=store_path,
+        config=client_config,
+    )
+
+
+def _reload_store(client: AsyncClient) -> None:
+    """Open the crypto store of ``client.device_id`` (after the device id changed)."""
+    if client.store_path and client.config.encryption_enabled:
+        client.store = None  # type: ignore[assignment]
+        client.olm = None
+        client.load_store()
+
+
+async def check_crypto_store(client: AsyncClient, config: Config) -> None:
+    """Does the crypto store hold the keys the homeserver has for this device? A store deleted
+    while the login was kept (or one made for another device) would leave the bot unable to
+    read or be read in encrypted rooms, silently: say so, once, and stop."""
+    if client.olm is None:
+        return
+    resp = await client.send(
+        "POST",
+        "/_matrix/client/v3/keys/query",
+        data=json.dumps({"device_keys": {client.user_id: [client.device_id]}}),
+        headers={
+            "Authorization": f"Bearer {client.access_token}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        body = await resp.json()
+    finally:
+        resp.release()
+    if resp.status != 200:
+        log.warning("could not check the crypto store against the homeserver: %s", body)
+        return
+    device = (body.get("device_keys") or {}).get(client.user_id, {}).get(client.device_id)
+    server_key = ((device or {}).get("keys") or {}).get(f"ed25519:{client.device_id}")
+    ours = client.olm.account.identity_keys["ed25519"]
+    shared = client.olm.account.shared
+    if server_key is None and not shared:
+        return  # a new device: its keys are uploaded after the first sync
+    if server_key == ours and shared:
+        return
+    store = config.crypto_store / f"{client.user_id}_{client.device_id}.db"
+    if server_key is None:
+        what = (
+            "the homeserver has no keys for device {dev} but the crypto store says it uploaded them"
+        )
+    elif not shared:
+        what = (
+            "the crypto store for device {dev} is new, but the homeserver holds this device's "
+            "keys: the store was lost (deleted, or the database moved without it)"
+        )
+    else:
+        what = "the crypto store holds other keys than the homeserver has for device {dev}"
+    raise CryptoStoreMismatch(
+        what.format(dev=client.device_id)
+        + f" ({store}); encrypted rooms cannot be read with it. Log in a new device: set "
+        "device_id in the configuration to a new name (e.g. GRIDBOT-2) and start again, or "
+        "restore the store's directory; to run without encryption set encryption: false"
     )
 
 
@@ -57,7 +132,15 @@ async def login(client: AsyncClient, config: Config, db: Database) -> None:
         who = await client.whoami()
         if not isinstance(who, WhoamiResponse):
             raise LoginFailed(f"access_token rejected by {config.homeserver}: {who}")
-        client.device_id = who.device_id or client.device_id
+        if who.device_id and who.device_id != client.device_id:
+            client.device_id = who.device_id
+            _reload_store(client)
+    elif stored is not None and stored.device_id != config.device_id and config.password:
+        # The configuration names another device (e.g. after a lost crypto store): a new login.
+        log.info(
+            "device_id %s configured (stored: %s): logging in", config.device_id, stored.device_id
+        )
+        await _password_login(client, config, config.device_id)
     elif stored is not None:
         client.restore_login(stored.user_id, stored.device_id, stored.access_token)
         who = await client.whoami()
@@ -74,7 +157,10 @@ async def login(client: AsyncClient, config: Config, db: Database) -> None:
 async def _password_login(client: AsyncClient, config: Config, device_id: str) -> None:
     if not config.password:
         raise LoginFailed("no stored session and no password in the configuration")
-    client.device_id = device_id
+    if client.device_id != device_id:
+        client.device_id = device_id
+        client.store = None  # type: ignore[assignment]
+        client.olm = None
     resp = await client.login(config.password, device_name=config.device_name)
     if not isinstance(resp, LoginResponse):
         raise LoginFailed(f"login as {config.user_id} failed: {getattr(resp, 'message', resp)}")

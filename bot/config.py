@@ -212,6 +212,30 @@ class SyncSettings(_Strict):
     timeline_limit: int = Field(10, ge=1, le=100)
 
 
+class EncryptionSettings(_Strict):
+    """End-to-end encryption (matrix-nio's e2e layer on vodozemac). ``encryption: false`` (or
+    ``true``) in the file is short for ``enabled``."""
+
+    enabled: bool = True
+    # The crypto store (olm account, sessions, room keys): a directory. Empty = beside the
+    # database (``<database file>.crypto/`` for SQLite, ``./gridbot-crypto/`` otherwise).
+    store_path: str = ""
+    # Whose devices get the bot's room keys: ``tofu`` = the devices of roster people and admins,
+    # trusted the first time they are seen (strangers' devices are blacklisted); ``all`` = every
+    # device in the room.
+    trust: Literal["tofu", "all"] = "tofu"
+    # How long a message whose room key has not arrived waits before its sender is asked to
+    # send it again (a key request goes out at once).
+    key_wait_seconds: float = Field(90, ge=1, le=86_400)
+    # Provisioned grid rooms are created encrypted (only while encryption is enabled).
+    encrypted_rooms: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, v: object) -> object:
+        return {"enabled": v} if isinstance(v, bool) else v
+
+
 class Config(_Strict):
     homeserver: str
     user_id: str
@@ -229,6 +253,7 @@ class Config(_Strict):
     assessment: Assessment = Field(default_factory=Assessment)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     limits: Limits = Field(default_factory=Limits)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
 
     @field_validator("homeserver")
     @classmethod
@@ -280,6 +305,16 @@ class Config(_Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def crypto_store(self) -> Path:
+        """The crypto store's directory: ``encryption.store_path``, or beside the database."""
+        if self.encryption.store_path:
+            return Path(self.encryption.store_path)
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
+            return Path(self.database_url.removeprefix(prefix) + ".crypto")
+        return Path("gridbot-crypto")
 
 
 def _format_error(err: ValidationError) -> str:

@@ -297,7 +297,11 @@ def incoming(event_id: str, content: dict[str, Any]) -> Incoming | None:
             # Steps read info as a dict (meeting minutes, notice attachments): nothing else.
             "info": info if isinstance(info, dict) else {},
         }
-        return Incoming(event_id, msgtype, "", media if content.get("url") else None)
+        file = content.get("file")
+        if isinstance(file, dict) and not media["url"]:
+            # A file in an encrypted room: the encrypted upload's url, key, iv and hashes.
+            media["url"], media["file"] = file.get("url"), file
+        return Incoming(event_id, msgtype, "", media if media["url"] else None)
     if msgtype == "m.location":
         # An unreadable geo: URI still answers, with nothing in it: the step asks again.
         return Incoming(event_id, msgtype, "", location=parse_geo_uri(content.get("geo_uri")))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.commands import KNOWN, ArgError, Command, tr
 from bot.context import CommandContext, Services
+from bot.crypto import ENCRYPTED, BadFile, Crypto, NoKeyYet, Unreadable
 from bot.errors import UserError
 from bot.outgoing import Outgoing
 from bot.relations import is_edit, related_id
@@ -48,24 +50,76 @@ class Dispatcher:
         *,
         bot_user_id: str,
         room_kind_hint: RoomKindHint,
+        crypto: Crypto | None = None,
+        key_wait_seconds: float = 90.0,
     ) -> None:
         self.services = services
         self.db = db
         self.bot_user_id = bot_user_id
         self.room_kind_hint = room_kind_hint
         self.hooks: list[EventHook] = []
+        self.crypto = crypto
+        self.key_wait_seconds = key_wait_seconds
+        # Encrypted events whose room key has not come: event id → when first tried
+        # (monotonic). They stay pending in the inbox and block nothing else.
+        self.waiting: dict[str, float] = {}
 
     async def drain(self) -> int:
         """Handle every pending inbox event, oldest first. Returns how many were handled."""
         done = 0
+        after = 0
         while True:
             async with self.db.transaction() as session:
-                batch = await inbox.pending(session, limit=_BATCH)
+                batch = await inbox.pending(session, limit=_BATCH, after_seq=after)
             for event in batch:
                 await self.handle(event)
+                after = event.seq
                 done += 1
             if len(batch) < _BATCH:
                 return done
+
+    async def retry_waiting(self) -> None:
+        """Try again the encrypted events waiting for their room key (after every sync: a key
+        may have come); those that waited longer than ``key_wait_seconds`` are answered."""
+        if not self.waiting:
+            return
+        async with self.db.transaction() as session:
+            events = await inbox.pending_by_id(session, list(self.waiting))
+        still = {e.event_id for e in events}
+        for event_id in list(self.waiting):
+            if event_id not in still:
+                self.waiting.pop(event_id, None)  # handled meanwhile (another run)
+        for event in events:
+            await self.handle(event)
+
+    async def _readable(self, event: InboxEvent) -> bool:
+        """Decrypt an event kept encrypted (its plaintext replaces the source, in memory now and
+        in the inbox with the handling). False: not now (it waits for its key), or never (then
+        it is marked handled and its sender asked to send it again)."""
+        if event.type != ENCRYPTED or self.crypto is None or not self.crypto.on:
+            await self._check_file(event)
+            return True
+        try:
+            plain = self.crypto.decrypt(event.room_id, event.source)
+        except NoKeyYet:
+            now = time.monotonic()
+            first = self.waiting.setdefault(event.event_id, now)
+            if first == now:
+                log.info("no room key yet for %s in %s: waiting", event.event_id, event.room_id)
+                await self.crypto.request_key(event.room_id, event.source)
+            if now - first < self.key_wait_seconds:
+                return False
+            log.warning("room key for %s never came: asking to resend", event.event_id)
+        except Unreadable as exc:
+            log.warning("cannot decrypt %s in %s: %s", event.event_id, event.room_id, exc)
+        else:
+            self.waiting.pop(event.event_id, None)
+            event.source, event.type = plain, str(plain.get("type") or "")
+            await self._check_file(event)
+            return True
+        self.waiting.pop(event.event_id, None)
+        await self._answer_alone(event, "undecryptable", "undecryptable", {}, any_event=True)
+        return False
 
     async def handle_new(self, events: list[InboxEvent]) -> None:
         """Handle events the sync loop has just stored (in order), without reading them back.
@@ -76,9 +130,29 @@ class Dispatcher:
         for event in events:
             await self.handle(event)
 
+    async def _check_file(self, event: InboxEvent) -> None:
+        """A file sent in an encrypted room (``content.file``, no ``url``) is fetched, checked
+        against its sha256 hash and decrypted before anyone keeps it; one that fails is taken
+        out of the content (the step refuses it, as a file without a usable url)."""
+        content = event.source.get("content") or {}
+        file = content.get("file")
+        if self.crypto is None or not isinstance(file, dict) or content.get("url"):
+            return
+        try:
+            await self.crypto.fetch_file(file)
+        except BadFile as exc:
+            log.warning("encrypted file of %s refused: %s", event.event_id, exc)
+            bad = {k: v for k, v in content.items() if k != "file"}
+            event.source = {**event.source, "content": bad}
+
     async def handle(self, event: InboxEvent) -> None:
+        encrypted = event.type == ENCRYPTED or "file" in (event.source.get("content") or {})
+        if not await self._readable(event):
+            return
         try:
             async with self.db.transaction() as session:
+                if encrypted:
+                    await inbox.set_plaintext(session, event.event_id, event.source)
                 ctx = await self._context(session, event)
                 outcome = await self._route(ctx) if ctx else "ignored"
                 if ctx is not None:

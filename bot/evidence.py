@@ -4,10 +4,11 @@ facts a message shows about a kept item ("语音 0:42 · 38 KB", "文件 整改�
 
 A kept item is a dict, as stored on a visit or a case and relayed with
 ``bot.outgoing.Attachment.from_media``: ``msgtype`` (m.image, m.audio or m.file), ``url`` (an
-``mxc://`` URI, nothing else), ``name`` and ``info`` (``mimetype``, ``size`` in bytes,
-``duration`` in ms for a voice note, ``w``/``h`` for a photo). Photos stay where they were kept
-before (a visit's ``photos`` list of urls, a case's ``photos``); voice notes and documents go
-in ``files``.
+``mxc://`` URI, nothing else), ``file`` (only for a file sent in an encrypted room: the encrypted
+upload's url, key, iv and sha256 hash, so it can be relayed as it is), ``name`` and ``info``
+(``mimetype``, ``size`` in bytes, ``duration`` in ms for a voice note, ``w``/``h`` for a
+photo). Photos stay where they were kept before (a visit's ``photos`` list of urls, a case's
+``photos``); voice notes and documents go in ``files``, and so do a visit's encrypted photos.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ MSGTYPE = {PHOTO: "m.image", VOICE: "m.audio", DOCUMENT: "m.file"}
 
 # Why a file was not taken (the templates word each one).
 NOT_MXC = "not_mxc"  # its url is no content-repository URI (javascript:, https:, a number …)
+# (An encrypted file whose key, iv or hash is missing is refused as NOT_MXC too.)
 UNSUPPORTED = "unsupported"  # a video, an archive, a program …
 
 # Documents: PDF and Office, by the extension of the name and / or the mimetype. Every fact the
@@ -136,10 +138,43 @@ def take(media: Mapping[str, Any] | None) -> Evidence | Refused:
         number = _count(info.get(key))
         if number is not None:
             kept[key] = number
-    return Evidence(
-        kind,
-        {"msgtype": MSGTYPE[kind], "url": url, "name": name or kind, "info": kept},
-    )
+    item: dict[str, Any] = {"msgtype": MSGTYPE[kind], "url": url, "name": name or kind}
+    item["info"] = kept
+    file = media.get("file")
+    if file is not None:
+        enc = encrypted_file(file)
+        if enc is None:
+            return Refused(NOT_MXC)
+        item["file"] = enc
+    return Evidence(kind, item)
+
+
+def encrypted_file(file: object) -> dict[str, Any] | None:
+    """The ``file`` object of a file sent in an encrypted room (url, key, iv, hashes, v), as
+    kept and relayed; None when a part is missing."""
+    if not isinstance(file, Mapping) or not is_mxc(file.get("url")):
+        return None
+    key, hashes = file.get("key"), file.get("hashes")
+    if not (
+        isinstance(key, Mapping)
+        and isinstance(key.get("k"), str)
+        and isinstance(file.get("iv"), str)
+        and isinstance(hashes, Mapping)
+        and isinstance(hashes.get("sha256"), str)
+    ):
+        return None
+    return {
+        "url": file["url"],
+        "key": dict(key),
+        "iv": file["iv"],
+        "hashes": {"sha256": hashes["sha256"]},
+        "v": str(file.get("v") or "v2"),
+    }
+
+
+def is_encrypted(item: Mapping[str, Any]) -> bool:
+    """A kept item that is an encrypted file (relayed with its ``file`` object)."""
+    return isinstance(item.get("file"), Mapping)
 
 
 # --- how a kept item is shown ------------------------------------------------------------------

@@ -44,6 +44,9 @@ class Attachment:
     url: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     msgtype: str = "m.file"
+    # An encrypted file someone sent (url, key, iv, hashes): relayed as it is into encrypted
+    # rooms; the sender decrypts and uploads it in plaintext for an unencrypted room.
+    file: dict[str, Any] | None = None
 
     @classmethod
     def from_path(cls, path: Path, mimetype: str, name: str | None = None) -> Attachment:
@@ -59,6 +62,7 @@ class Attachment:
             url=str(media["url"]),
             info=info,
             msgtype=str(media.get("msgtype") or "m.file"),
+            file=dict(media["file"]) if isinstance(media.get("file"), dict) else None,
         )
 
 
@@ -151,7 +155,9 @@ def content_of(
         }
         if att.data is not None:
             content["info"]["size"] = len(att.data)
-        if att.url is not None:
+        if att.file is not None:
+            content["file"] = att.file
+        elif att.url is not None:
             content["url"] = att.url
     content["m.mentions"] = {"user_ids": users}
     return content

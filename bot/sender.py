@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from nio import AsyncClient, RoomSendError, RoomSendResponse, UploadResponse
 
+from bot.crypto import BadFile, Crypto, encrypt_file
 from storage import outbox
 from storage.db import Database, describe, is_unavailable
 from storage.models import OutboxMessage
@@ -213,8 +214,11 @@ class Sender:
         *,
         max_in_flight: int = 16,
         on_failed: Callable[[int, str], None] | None = None,
+        crypto: Crypto | None = None,
     ) -> None:
         self.client = client
+        # Encrypted rooms: members' devices judged before a send, files encrypted before upload.
+        self.crypto = crypto
         self.db = db
         self._wake = asyncio.Event()
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -344,13 +348,21 @@ class Sender:
 
     async def _drain_room(self, room_id: str) -> None:
         backoff = Backoff()
+        if self.crypto is not None:
+            # Whether the room is encrypted decides how its files are prepared.
+            with contextlib.suppress(*_NETWORK_ERRORS):
+                await self.crypto.ensure_room(room_id)
         while not self._stopping:
             # Take a reading slot before touching the database, so thousands of room workers
             # wait here instead of holding pooled connections.
             async with self._slots:
                 async with self.db.transaction() as session:
                     msg = await outbox.next_for_room(session, room_id)
-                    prepared = await outbox.prepare(session, msg) if msg is not None else None
+                    prepared = (
+                        await outbox.prepare(session, msg, self._encrypted(room_id))
+                        if msg is not None
+                        else None
+                    )
                     rank = await outbox.rank_in_room(session, msg) if prepared else None
             if msg is None or prepared is None:
                 # No await between the empty check and leaving the table: a message queued
@@ -391,12 +403,29 @@ class Sender:
                 continue
             await self._handle_error(room_id, msg.id, resp, backoff)
 
+    def _encrypted(self, room_id: str) -> bool:
+        return self.crypto is not None and self.crypto.encrypted(room_id)
+
     async def _attempt(self, room_id: str, msg: OutboxMessage, prepared: outbox.Prepared) -> object:
         """Upload the message's file, or send it; the homeserver's answer (or the error)."""
         if prepared.upload is not None:
             resp = await self._upload(prepared.upload)
             return _UPLOADED if resp is None else resp
         assert prepared.content is not None
+        content = prepared.content
+        if "file" in content and "url" not in content and not self._encrypted(room_id):
+            # An encrypted file someone sent, relayed into an unencrypted room: decrypted and
+            # uploaded in plaintext (nobody there holds the key).
+            relayed = await self._plain_relay(content)
+            if not isinstance(relayed, dict):
+                return relayed
+            prepared = outbox.Prepared(content=relayed)
+        if self.crypto is not None and self.crypto.on:
+            try:
+                await self.crypto.ensure_room(room_id)
+                await self.crypto.before_send(room_id)
+            except _NETWORK_ERRORS as exc:
+                return exc
         self._recording[room_id] = recorded = asyncio.Event()
         try:
             return await self._send(room_id, msg, prepared.content)
@@ -421,27 +450,63 @@ class Sender:
                 await outbox.mark_sent(session, msg.id, resp.event_id)
         return resp
 
+    async def _plain_relay(self, content: dict[str, Any]) -> dict[str, Any] | object:
+        """``content`` with its encrypted ``file`` replaced by a plaintext upload's ``url``."""
+        assert self.crypto is not None
+        try:
+            data = await self.crypto.fetch_file(content["file"])
+        except BadFile as exc:
+            return RoomSendError(f"the relayed file could not be read: {exc}", "M_UNKNOWN")
+        mimetype = str((content.get("info") or {}).get("mimetype") or "application/octet-stream")
+        try:
+            resp, _keys = await self.client.upload(
+                lambda *_: io.BytesIO(data),
+                content_type=mimetype,
+                filename=str(content.get("filename") or content.get("body") or "file"),
+                filesize=len(data),
+            )
+        except _NETWORK_ERRORS as exc:
+            return exc
+        if not isinstance(resp, UploadResponse):
+            return resp
+        plain = {k: v for k, v in content.items() if k != "file"}
+        plain["url"] = resp.content_uri
+        return plain
+
     async def _upload(self, upload: outbox.Upload) -> object | None:
-        """Upload a file once for all the rooms it goes to; None when its mxc URI is stored,
-        else the error (handled like a send error of the message that carries it)."""
+        """Upload a file once for all the rooms it goes to (once in plaintext for unencrypted
+        rooms, once encrypted for encrypted rooms); None when its mxc URI (or encrypted file
+        object) is stored, else the error (handled like a send error of the message)."""
         lock = self._uploads.setdefault(upload.sha256, asyncio.Lock())
         async with lock:
             async with self.db.transaction() as session:
-                if await outbox.uploaded_url(session, upload.sha256, upload.file_id):
+                if upload.encrypted:
+                    done = await outbox.uploaded_encrypted(session, upload.sha256, upload.file_id)
+                else:
+                    done = await outbox.uploaded_url(session, upload.sha256, upload.file_id)
+                if done:
                     return None  # another room's worker uploaded the same bytes meanwhile
+            data, keys = upload.data, None
+            if upload.encrypted:
+                data, keys = encrypt_file(upload.data)
             try:
                 resp, _keys = await self.client.upload(
-                    lambda *_: io.BytesIO(upload.data),
-                    content_type=upload.mimetype,
+                    lambda *_: io.BytesIO(data),
+                    content_type="application/octet-stream" if keys else upload.mimetype,
                     filename=upload.name,
-                    filesize=len(upload.data),
+                    filesize=len(data),
                 )
             except _NETWORK_ERRORS as exc:
                 return exc
             if not isinstance(resp, UploadResponse):
                 return resp
             async with self.db.transaction() as session:
-                await outbox.set_file_url(session, upload.file_id, resp.content_uri)
+                if keys is not None:
+                    await outbox.set_file_encrypted(
+                        session, upload.file_id, {**keys, "url": resp.content_uri}
+                    )
+                else:
+                    await outbox.set_file_url(session, upload.file_id, resp.content_uri)
             return None
 
     async def _handle_error(

@@ -9,6 +9,11 @@ every second, so it syncs again (and the sender resends) as soon as the server a
 database is lost while a batch is stored or handled, nothing of it is lost: the token moves only
 with the stored events, a handled event's transaction rolls back and it stays pending; the loop
 waits for the database and then handles everything pending, oldest first, each once.
+
+Encryption: nio stores a sync's room keys and olm sessions in its crypto store inside
+``client.sync()`` (``receive_response``), before :meth:`SyncLoop.process` commits the events and
+the token; so a token is never committed before the keys of the events it covers are stored
+(bot/crypto.py). After each stored sync ``after_sync`` does the key upkeep.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ class SyncLoop:
         on_invite: Callable[[Invite], Awaitable[None]],
         on_stored: Callable[[list[InboxEvent] | None], Awaitable[None]],
         on_recovered: Callable[[], None] | None = None,
+        after_sync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.db = db
@@ -102,6 +108,9 @@ class SyncLoop:
         self.on_stored = on_stored
         # Told when the homeserver answers again after an outage (the sender resends at once).
         self.on_recovered = on_recovered
+        # After each stored sync, before its events are handled: the key upkeep nio's
+        # sync_forever does (upload one-time keys, query and claim keys, send to-device).
+        self.after_sync = after_sync
         self.user_id = client.user_id
         # The bot's join point per room, as stored; read once per room, not on every sync.
         self._joins: dict[str, JoinPoint] = {}
@@ -136,6 +145,8 @@ class SyncLoop:
         while True:
             try:
                 added = await self.process(resp) if resp is not None else None
+                if resp is not None and self.after_sync is not None:
+                    await self.after_sync()
                 # After a fault, events of this response may have been stored, or half handled,
                 # without our knowing: handle whatever is pending instead of what was "added".
                 await self.on_stored(None if faulted else added)

@@ -72,14 +72,36 @@ async def store_batch(
     return added
 
 
-async def pending(session: AsyncSession, limit: int = 100) -> list[InboxEvent]:
+async def pending(session: AsyncSession, limit: int = 100, after_seq: int = 0) -> list[InboxEvent]:
     rows = await session.scalars(
         select(InboxEvent)
-        .where(InboxEvent.handled_at.is_(None))
+        .where(InboxEvent.handled_at.is_(None), InboxEvent.seq > after_seq)
         .order_by(InboxEvent.seq)
         .limit(limit)
     )
     return list(rows)
+
+
+async def pending_by_id(session: AsyncSession, event_ids: Iterable[str]) -> list[InboxEvent]:
+    """These events, those of them still unhandled, oldest first."""
+    ids = list(event_ids)
+    if not ids:
+        return []
+    rows = await session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.event_id.in_(ids), InboxEvent.handled_at.is_(None))
+        .order_by(InboxEvent.seq)
+    )
+    return list(rows)
+
+
+async def set_plaintext(session: AsyncSession, event_id: str, source: dict[str, Any]) -> None:
+    """Keep the decrypted source of an event stored encrypted (it is handled from it)."""
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.event_id == event_id)
+        .values(source=source, type=str(source.get("type") or ""))
+    )
 
 
 async def mark_handled(session: AsyncSession, event_id: str, outcome: str) -> bool:

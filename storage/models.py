@@ -327,6 +327,8 @@ class OutboxFile(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     url: Mapped[str | None] = mapped_column(String(255))
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # For encrypted rooms: the ``file`` object of the encrypted upload (url, key, iv, hashes).
+    encrypted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ConversationState(Base):

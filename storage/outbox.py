@@ -122,6 +122,7 @@ class Upload:
     name: str
     mimetype: str
     data: bytes
+    encrypted: bool = False  # for an encrypted room: encrypt, upload, keep the file object
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,14 @@ class Prepared:
     dropped: bool = False
 
 
-async def prepare(session: AsyncSession, msg: OutboxMessage) -> Prepared:
+async def prepare(session: AsyncSession, msg: OutboxMessage, encrypted: bool = False) -> Prepared:
     """Resolve a queued message's relations and file into the content to send now.
 
     A parent that is still pending makes the message wait (a parent is always earlier in the
     same room, so this is rare); a parent that failed is dropped from the relations, and an
     edit of a message that never went out is sent as a message of its own. A reaction to a
-    message that never went out is marked failed and dropped.
+    message that never went out is marked failed and dropped. In an ``encrypted`` room a file
+    goes as ``file`` (its encrypted upload), elsewhere as ``url``.
     """
     events: dict[str, str | None] = {}
     for name in ("reply_to", "thread_root", "edit_of", "annotates"):
@@ -163,12 +165,23 @@ async def prepare(session: AsyncSession, msg: OutboxMessage) -> Prepared:
     if msg.file_id is not None:
         file = await session.get(OutboxFile, msg.file_id)
         assert file is not None
-        url = file.url or await uploaded_url(session, file.sha256, file.id)
-        if url is None:
-            return Prepared(
-                upload=Upload(file.id, file.sha256, file.name, file.mimetype, file.data)
-            )
-        content["url"] = url
+        if encrypted:
+            enc = file.encrypted or await uploaded_encrypted(session, file.sha256, file.id)
+            if enc is None:
+                return Prepared(
+                    upload=Upload(
+                        file.id, file.sha256, file.name, file.mimetype, file.data, encrypted=True
+                    )
+                )
+            content.pop("url", None)
+            content["file"] = enc
+        else:
+            url = file.url or await uploaded_url(session, file.sha256, file.id)
+            if url is None:
+                return Prepared(
+                    upload=Upload(file.id, file.sha256, file.name, file.mimetype, file.data)
+                )
+            content["url"] = url
     return Prepared(content=with_relations(content, **events))
 
 
@@ -183,6 +196,32 @@ async def uploaded_url(session: AsyncSession, sha256: str, file_id: int) -> str 
     if url is not None:
         await session.execute(update(OutboxFile).where(OutboxFile.id == file_id).values(url=url))
     return url
+
+
+async def uploaded_encrypted(
+    session: AsyncSession, sha256: str, file_id: int
+) -> dict[str, Any] | None:
+    """The encrypted upload of these bytes (a ``file`` object) if made before; kept on
+    ``file_id`` too."""
+    rows = await session.scalars(
+        select(OutboxFile.encrypted).where(
+            OutboxFile.sha256 == sha256, OutboxFile.encrypted.is_not(None)
+        )
+    )
+    enc = next((r for r in rows if r), None)
+    if enc is not None:
+        await session.execute(
+            update(OutboxFile).where(OutboxFile.id == file_id).values(encrypted=enc)
+        )
+    return enc
+
+
+async def set_file_encrypted(session: AsyncSession, file_id: int, file: dict[str, Any]) -> None:
+    await session.execute(
+        update(OutboxFile)
+        .where(OutboxFile.id == file_id)
+        .values(encrypted=file, uploaded_at=datetime.now(UTC))
+    )
 
 
 def with_relations(

@@ -51,12 +51,25 @@ async def sync_once(client: AsyncClient, timeout_ms: int = 0) -> SyncResponse:
     resp = await client.sync(timeout=timeout_ms, sync_filter=SYNC_FILTER)
     if not isinstance(resp, SyncResponse):
         raise RuntimeError(f"sync as {client.user_id} failed: {resp}")
+    if client.olm is not None:
+        await key_upkeep(client)
     for room_id, info in resp.rooms.join.items():
         backlog = _backlog(client, room_id)
         backlog.extend(e for e in info.timeline.events if isinstance(e, Message))
     invites = _pending_invites.setdefault(client, [])
     invites.extend(r for r in resp.rooms.invite if r not in invites)
     return resp
+
+
+async def key_upkeep(client: AsyncClient) -> None:
+    """What nio's sync_forever does after a sync, for a client with encryption on."""
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+    await client.send_to_device_messages()
 
 
 def _remaining_ms(deadline: float) -> int:
@@ -109,7 +122,10 @@ async def read_messages(client: AsyncClient, room_id: str, sender: str | None) -
 async def send_text(client: AsyncClient, room_id: str, body: str, *, notice: bool = False) -> str:
     """Send a plain message; returns its event id."""
     content = {"msgtype": "m.notice" if notice else "m.text", "body": body}
-    resp = await client.room_send(room_id, "m.room.message", content)
+    # (ignore_unverified_devices: a client with encryption on shares its keys like Element does)
+    resp = await client.room_send(
+        room_id, "m.room.message", content, ignore_unverified_devices=True
+    )
     if not isinstance(resp, RoomSendResponse):
         raise RuntimeError(f"send to {room_id} as {client.user_id} failed: {resp}")
     return resp.event_id

@@ -112,8 +112,11 @@ class Provisioner:
         reporter: Reporter | None = None,
         verify: bool = False,
         reinvite: bool = False,
+        encrypted: bool = False,
     ) -> None:
         self.db = db
+        # New rooms (not spaces) are created with m.room.encryption (megolm) in their state.
+        self.encrypted = encrypted
         self.ops = ops
         self.messages = messages
         self.bot = bot_user_id
@@ -298,7 +301,7 @@ class Provisioner:
                     space=spec.is_space,
                     room_version=version,
                     invite=invite,
-                    initial_state=_initial_state(desired),
+                    initial_state=_initial_state(desired, self.encrypted and not spec.is_space),
                     creation_content={ROOM_KEY: spec.key},
                 )
             except MatrixError as err:
@@ -434,7 +437,7 @@ class Provisioner:
         self.summary.failed.append(f"{spec.name or spec.key}: {error}")
 
 
-def _initial_state(desired: Desired) -> list[dict[str, Any]]:
+def _initial_state(desired: Desired, encrypted: bool = False) -> list[dict[str, Any]]:
     # Join rule (invite) and history visibility (shared) come with MatrixOps.create_room; no
     # m.room.guest_access event means guests are forbidden.
     state: list[dict[str, Any]] = [
@@ -444,7 +447,12 @@ def _initial_state(desired: Desired) -> list[dict[str, Any]]:
         state.append({"type": "m.space.parent", "state_key": parent_id, "content": content})
     for child_id, content in desired.children.items():
         state.append({"type": "m.space.child", "state_key": child_id, "content": content})
+    if encrypted:
+        state.append({"type": "m.room.encryption", "state_key": "", "content": MEGOLM})
     return state
+
+
+MEGOLM = {"algorithm": "m.megolm.v1.aes-sha2"}
 
 
 def _retired(stored: store.StoredRoom) -> RoomSpec:

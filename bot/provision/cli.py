@@ -40,7 +40,8 @@ async def provision_with_config(
     out: TextIO | None = None,
 ) -> Summary:
     """Log in as the bot (the stored session is reused) and provision; the client is closed."""
-    client = build_client(config)
+    # No crypto store here: the running bot owns it (provisioning sends no messages).
+    client = build_client(config, encryption=False)
     try:
         await login(client, config, db)
         ops = MatrixOps(client, concurrency=concurrency)
@@ -54,6 +55,7 @@ async def provision_with_config(
                 bot_user_id=config.user_id,
                 admins=config.admins,
                 locale=config.language,
+                encrypted=config.encryption.enabled and config.encryption.encrypted_rooms,
                 reporter=reporter,
                 verify=verify,
                 reinvite=reinvite,

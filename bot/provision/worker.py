@@ -76,6 +76,7 @@ class ProvisionWorker:
                 admins=config.admins,
                 locale=config.language,
                 reporter=reporter,
+                encrypted=config.encryption.enabled and config.encryption.encrypted_rooms,
             ).run()
         for chat in chats:
             await chat.finish(summary)

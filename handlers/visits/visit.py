@@ -350,7 +350,9 @@ def _add_photo(step: Step, msg: Incoming) -> None:
     why."""
     got = evidence.take(msg.media)
     if isinstance(got, Evidence):
-        photo = got.kind == evidence.PHOTO
+        # An encrypted photo cannot be shown inline (<img src> of its ciphertext): it is kept
+        # with the files and relayed as an image event with its key.
+        photo = got.kind == evidence.PHOTO and not evidence.is_encrypted(got.item)
         key = "photos" if photo else "files"
         step.data[key] = [*step.data.get(key, []), got.url if photo else got.item]
     step.reply(
