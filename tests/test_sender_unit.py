@@ -139,8 +139,9 @@ async def test_an_answer_goes_ahead_of_a_rate_limited_fan_out(sqlite_db: Databas
     await task
     after = [body for _room, body, at in client.sent if at >= queued_at]
     # At most the one on its way, and those let through while the answer was being read from
-    # the database (a message every 0.25 s here; every 5 s on a real homeserver).
-    assert after.index("answer") <= 2, after
+    # the database (a message every 0.25 s here, so a loaded machine lets a few more through;
+    # every 5 s on a real homeserver). Behind the fan-out it would come about twelfth.
+    assert after.index("answer") <= 4, after
     assert [b for r, b, _ in client.sent if r == "!ent00:x"] == [
         "post 0",
         "more 0",
