@@ -191,19 +191,29 @@ class Conversation:
 Asker = Callable[..., None]
 
 
-def text_step(conversation: Conversation, state: str, *, key: str, then: str, ask: Asker) -> StepFn:
+def text_step(
+    conversation: Conversation,
+    state: str,
+    *,
+    key: str,
+    then: str,
+    ask: Asker,
+    place: bool = False,
+) -> StepFn:
     """Register the commonest step, a declared TEXT step: store a non-empty text answer under
-    ``key`` and ask the ``then`` question; an empty answer (e.g. a photo) re-asks. Both names
+    ``key`` and ask the ``then`` question; an empty answer (e.g. a photo) re-asks. A question
+    of ``place`` ("where?") also takes a shared location, kept as its coordinates. Both names
     are checked against the declaration here, at import."""
     if conversation.ask(state).expects is not TEXT:
         raise ValueError(f"{conversation.name} step {state!r} is not declared as TEXT")
     conversation.ask(then)
 
     async def store_text(step: Step, msg: Incoming) -> None:
-        if not msg.text:
+        text = msg.text or (msg.location.label() if place and msg.location else "")
+        if not text:
             ask(step, state, again=True)
             return
-        step.data[key] = msg.text
+        step.data[key] = text
         ask(step, then)
 
     store_text.__name__ = f"ask_{state}"

@@ -23,6 +23,11 @@ class GeoPoint:
     longitude: float
     accuracy_m: float | None = None  # the ``u=`` of the URI, when the phone gave one
 
+    def label(self) -> str:
+        """The point as people read it in a record: "27.63000, 113.85000 (±20 m)"."""
+        accuracy = f" (±{self.accuracy_m:.0f} m)" if self.accuracy_m is not None else ""
+        return f"{self.latitude:.5f}, {self.longitude:.5f}{accuracy}"
+
     def as_dict(self) -> dict[str, float | None]:
         return {"lat": self.latitude, "lon": self.longitude, "accuracy": self.accuracy_m}
 

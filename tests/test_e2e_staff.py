@@ -130,7 +130,7 @@ async def test_staff_change_declared_confirmed_and_rooms_follow(
     denied = await ask(c["entchief"], ganxi, bot, f"/确认变动 {code}")
     assert "你无权使用" in denied.body
     denied = await ask(c["other"], l2_room, bot, f"/确认变动 {code}")
-    assert "只有服务赣西物流有限公司的网格员或二级网格长" in denied.body
+    assert "只有服务该企业的网格员或二级网格长" in denied.body  # nobody named to an outsider
     async with bot.db.transaction() as s:
         change = await s.scalar(select(StaffChange))
         assert change is not None and change.status == "pending"

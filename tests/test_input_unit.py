@@ -4,6 +4,8 @@ with words; it never crashes and never keeps half a record."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 import time_machine
 from hypothesis import HealthCheck, given, settings
@@ -11,13 +13,16 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 import handlers.basics.cancel
-from bot import conversation
+from bot import conversation, dates
 from bot.app import build_router
 from handlers.staff.declaration import parse_code as staff_code
 from storage import cases, notices
 from storage.db import Database
 from storage.visits import Training
 from tests.dispatch_harness import DispatchHarness
+from tests.test_cases_unit import ENT_A as CASE_ROOM
+from tests.test_cases_unit import P as CASE_PEOPLE
+from tests.test_cases_unit import world as case_world
 from tests.test_taps_unit import ALICE, FRUIT, pick
 from tests.test_visits_unit import OFFICE, at, setup
 
@@ -98,3 +103,42 @@ async def test_a_nul_in_an_answer_still_saves_the_record(db: Database) -> None:
     async with db.transaction() as s:
         training = await s.scalar(select(Training))
         assert training is not None and training.topic == "岗前培训"
+
+
+async def test_a_shared_location_answers_where_a_hazard_is(sqlite_db: Database) -> None:
+    h = await case_world(sqlite_db)
+    who = CASE_PEOPLE["entchief"]
+    await h.say(who, "/隐患", CASE_ROOM)
+    await h.say(who, "3号仓库消防通道堆放货物", CASE_ROOM)
+    geo = {"msgtype": "m.location", "geo_uri": "geo:27.63,113.85;u=20"}
+    out = await h.say(who, "Location", CASE_ROOM, **geo)
+    assert "3/9" in out[0], "taken as the place: the next question is asked"
+    async with sqlite_db.transaction() as s:
+        row = await conversation.current(s, CASE_ROOM, who)
+    assert row is not None and row.data["location"] == "27.63000, 113.85000 (±20 m)"
+
+
+TODAY = date(2026, 11, 29)
+
+
+@given(TEXTS)
+def test_the_date_parser_reads_a_day_or_nothing(text: str) -> None:
+    for prefer in ("past", "future"):
+        day = dates.parse_day(text, TODAY, prefer)  # type: ignore[arg-type]
+        assert day is None or isinstance(day, date)
+    month = dates.parse_month(text, TODAY)
+    assert month is None or 1 <= month[1] <= 12
+
+
+@pytest.mark.parametrize(
+    ("typed", "day"),
+    [
+        ("今天", TODAY),
+        ("昨天", date(2026, 11, 28)),
+        ("11月20日", date(2026, 11, 20)),
+        ("１１月２０日", date(2026, 11, 20)),
+        ("2026-11-20\u200b", date(2026, 11, 20)),
+    ],
+)
+def test_chinese_dates_as_phones_type_them(typed: str, day: date) -> None:
+    assert dates.parse_day(typed, TODAY) == day

@@ -176,7 +176,9 @@ async def test_a_declaration_rings_its_deciders_and_a_refusal_changes_nothing(
         out = await h.say("@entchief:localhost", text, room=ent)
         (row,) = await _rows(sqlite_db, last)
         assert why in out[0] and row.content["msgtype"] == "m.notice", out
-    assert "只有服务" in (await h.say("@member_p:localhost", "/确认变动 S-1", room=ent))[0]
+    # Another domain's member is refused without learning who decides, or for which enterprise.
+    (refused,) = await h.say("@member_p:localhost", "/确认变动 S-1", room=ent)
+    assert refused == "只有服务该企业的网格员或二级网格长可以处理 S-1。"
     async with sqlite_db.transaction() as s:
         changes = list(await s.scalars(select(StaffChange)))
         assert [(c.id, c.status) for c in changes] == [(1, "pending")]

@@ -99,7 +99,7 @@ async def ask_time(step: Step, msg: Incoming) -> None:
     report.ask(step, "place")
 
 
-report.text("place", key="place", then="type")
+report.text("place", key="place", then="type", place=True)
 report.choice("type", key="type", listed="types", then="casualties")
 
 

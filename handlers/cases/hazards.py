@@ -152,7 +152,7 @@ async def act(ctx: CommandContext, code: str, text: str, *, from_reply: bool = F
 
 
 report.text("what", key="description", then="where")
-report.text("where", key="location", then="category")
+report.text("where", key="location", then="category", place=True)
 report.choice("category", key="category", listed="categories", then="grade")
 
 

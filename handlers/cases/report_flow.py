@@ -165,9 +165,10 @@ class ReportFlow:
 
     # --- the shared kinds of question -----------------------------------------------------------
 
-    def text(self, state: str, *, key: str, then: str) -> None:
-        """A question answered in words, kept under ``key``."""
-        text_step(self.conversation, state, key=key, then=then, ask=self.ask)
+    def text(self, state: str, *, key: str, then: str, place: bool = False) -> None:
+        """A question answered in words, kept under ``key`` (a ``place`` question also takes
+        a shared location)."""
+        text_step(self.conversation, state, key=key, then=then, ask=self.ask, place=place)
 
     def choice(self, state: str, *, key: str, listed: str, then: str) -> None:
         """A pick from the options the report lists under ``listed``, or "其他 说明"."""

@@ -174,12 +174,15 @@ async def _load(ctx: CommandContext, code: int) -> tuple[StaffChange, Enterprise
 
 
 async def _may_decide(ctx: CommandContext, enterprise: Enterprise, change: StaffChange) -> None:
-    if not may(ctx.identity, Action.DECIDE_STAFF, await place_of(ctx.session, enterprise)):
+    place = await place_of(ctx.session, enterprise)
+    if not may(ctx.identity, Action.DECIDE_STAFF, place):
+        # Who decides is named only to those who may see the enterprise's records anyway.
+        sees = may(ctx.identity, Action.SEE, place)
         raise StaffError(
             "not_decider",
             code=change.code,
-            enterprise=enterprise.name,
-            deciders=[d.name for d in await _deciders(ctx, enterprise)],
+            enterprise=enterprise.name if sees else None,
+            deciders=[d.name for d in await _deciders(ctx, enterprise)] if sees else [],
         )
 
 
