@@ -161,7 +161,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     await admin.room_kick(refusing, bot.user_id)
     async with bot.db.transaction() as s:
         queue(s, Messages(), Outgoing(refusing, "admin_roster_usage"), locale="zh_CN", cause="t")
-    await _until_failed(bot, refusing)
+    await _until_failed(bot, refusing, timeout=90)
     await send_text(admin, room, "/运行状态")
     health = await wait_for_message(admin, room, _said(bot.user_id, "运行状态"), timeout=30)
     assert refusing in health.body and "M_FORBIDDEN" in health.body, health.body

@@ -192,7 +192,7 @@ async def test_an_answer_is_not_held_behind_a_rate_limited_fan_out(
         # Synapse lets one message through every 5 s: the answer took the next one, while
         # the fan-out goes on behind it.
         assert issuer_id in answer.body and waited < 12, (waited, answer.body)
-        assert still >= held - 3, (held, still)
+        assert still > held // 2, (held, still)  # far from done when the answer came
         print(f"fan-out held {held}, still {still} after the answer, which took {waited:.1f} s")
     finally:
         await bot.kill()
