@@ -475,7 +475,6 @@ async def measure(args: argparse.Namespace) -> list[Result]:
     """Run the benchmark as ``args`` say; print its table; return its summary rows."""
     work, hs_dir, temps = workdirs(args.keep)
     starts: list[Start] = []
-    floor = import_floor_mb()
     try:
         hs = Synapse(hs_dir, relaxed_limits=True)
         started = time.monotonic()
@@ -533,6 +532,8 @@ async def measure(args: argparse.Namespace) -> list[Result]:
     finally:
         for temp in temps:
             temp.cleanup()
+    # Measured after the runs, so with the code they ran (in a checkout others edit meanwhile).
+    floor = import_floor_mb()
     print_table(starts)
     print(f"(a Python process that only imports the bot peaks at {floor:.0f} MB)")
     restarts = [s for s in starts if s.label.startswith("restart")]

@@ -2,18 +2,20 @@
 
     python bench/run.py [NAME ...] [--quick | --scale F] [--with NAME="ARGS"] [--check]
 
-NAME is any of roundtrip, provision, broadcast, resume (default: these four, in that order).
-Each starts its own throw-away Synapse, prints its own detailed table, and adds its rows to the
-summary printed at the end: GridBot's median (and p90 where there are enough samples), its
-baseline's, the ratio, the target the README states, pass or FAIL. GridBot and its baseline
-are measured in alternating rounds (bench/interleave.py), so the ratios hold on a shared
-machine where the raw times do not.
+NAME is any of roundtrip, provision, broadcast, resume, encryption (the default: these, in
+that order), report, ratelimits. Each starts its own throw-away Synapse and prints its own
+detailed table. roundtrip, provision, broadcast and resume run in this process and add their
+rows to the summary printed at the end: GridBot's median (and p90 where there are enough
+samples), its baseline's, the ratio, the target the README states, pass or FAIL. GridBot and
+its baseline are measured in alternating rounds (bench/interleave.py), so the ratios hold on a
+shared machine where the raw times do not.
 
-Two more run only when named, each as its own process with its own table (neither has a
-baseline to interleave with; --scale does not apply): report (bench/report.py: reports on a
-generated year, absolute targets; PostgreSQL for the province) and ratelimits
-(bench/ratelimits.py: GridBot exempt from rate limits vs held to Synapse's defaults). Their
-row in the summary says whether they ran, and for report whether its targets were met.
+The others run as their own process (``python bench/NAME.py``), and their summary row is the
+verdict of their exit code: encryption (GridBot in encrypted vs plain rooms; --scale passed
+on; --check decides), report (bench/report.py: reports on a generated year, absolute targets,
+PostgreSQL for the province; only when named; --check decides) and ratelimits
+(bench/ratelimits.py: GridBot exempt from rate limits vs held to Synapse's defaults; only
+when named; no verdict).
 
 --quick runs everything at a tenth of its size (minutes, not the better part of an hour);
 --scale F at any other fraction; --with passes a bench its own options, after the scaled ones
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -42,18 +45,34 @@ if str(REPO) not in sys.path:
 from bench.interleave import Result, Stats, failed, print_summary  # noqa: E402
 
 BENCHES = ("roundtrip", "provision", "broadcast", "resume")
-# Benches with their own main() and table, run as a child process when named: the arguments
-# that make the child's exit code a verdict (None: it has none).
-EXTERNAL: dict[str, list[str] | None] = {"report": ["--check"], "ratelimits": None}
+
+
+@dataclass(frozen=True)
+class External:
+    """A bench run as its own process, ``python bench/NAME.py``."""
+
+    verdict: list[str] | None  # arguments that make its exit code a verdict (None: it has none)
+    scales: bool  # takes --scale F
+    default: bool  # runs without being named
+
+
+EXTERNAL = {
+    "encryption": External(["--check"], scales=True, default=True),
+    "report": External(["--check"], scales=False, default=False),
+    "ratelimits": External(None, scales=False, default=False),
+}
+DEFAULT = (*BENCHES, *(name for name, e in EXTERNAL.items() if e.default))
 QUICK_SCALE = 0.1
 
 
-def run_external(name: str, extra: str) -> Result:
+def run_external(name: str, extra: str, scale: float) -> Result:
     """``python bench/NAME.py`` as a child process; its output passes through."""
-    verdict_args = EXTERNAL[name]
-    argv = [sys.executable, str(REPO / "bench" / f"{name}.py"), *shlex.split(extra)]
-    if verdict_args is not None:
-        argv += verdict_args
+    bench = EXTERNAL[name]
+    argv = [sys.executable, str(REPO / "bench" / f"{name}.py")]
+    if bench.scales and scale != 1:
+        argv += ["--scale", f"{scale:g}"]
+    argv += [*shlex.split(extra), *(bench.verdict or [])]
+    verdict_args = bench.verdict
     code = subprocess.run(argv, cwd=REPO, check=False).returncode
     if verdict_args is None:
         verdict, note = (None if code == 0 else False), f"exit code {code}; its own table above"
@@ -74,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "names",
         nargs="*",
         metavar="NAME",
-        help=f"benches to run: {', '.join(BENCHES)} (the default), {', '.join(EXTERNAL)}",
+        help=f"benches to run (default: {', '.join(DEFAULT)}); also "
+        + ", ".join(n for n in EXTERNAL if n not in DEFAULT),
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
@@ -91,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 on a missed target")
     args = parser.parse_args(argv)
-    names = args.names or list(BENCHES)
+    names = args.names or list(DEFAULT)
     known = (*BENCHES, *EXTERNAL)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -115,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in EXTERNAL:
             print(f"\n=== {name} (bench/{name}.py {extra.get(name, '').strip()})", flush=True)
             t0 = time.monotonic()
-            results.append(run_external(name, extra.get(name, "")))
+            results.append(run_external(name, extra.get(name, ""), scale))
             print(f"=== {name}: {time.monotonic() - t0:.0f} s", flush=True)
             continue
         module = importlib.import_module(f"bench.{name}")

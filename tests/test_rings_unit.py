@@ -23,6 +23,7 @@ import time_machine
 
 import handlers.staff.commands
 from bot import outgoing, rings
+from bot import readme as readme_tables
 from bot.outgoing import Outgoing
 from messages import Messages
 from storage import cases
@@ -155,14 +156,14 @@ def test_the_tests_below_ring_every_template_of_the_table() -> None:
 
 
 def test_readme_table_is_generated_from_the_table() -> None:
-    readme = rings.README.read_text(encoding="utf-8")
+    readme = readme_tables.README.read_text(encoding="utf-8")
     assert rings.render(readme) == readme, "README.md is out of date: run python -m bot.rings"
 
 
 def test_every_template_of_the_table_exists_in_both_languages() -> None:
     for locale in ("zh_CN", "en"):
         for template in rings.RINGS:
-            path = rings.README.parent / "messages" / locale / f"{template}.j2"
+            path = readme_tables.README.parent / "messages" / locale / f"{template}.j2"
             assert path.exists(), path
 
 
