@@ -52,7 +52,7 @@ from nio import (  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import PASSWORD, bounded, login, process_cpu, wait_ready  # noqa: E402
-from bench.interleave import Result, Stats, interleave, print_summary  # noqa: E402
+from bench.interleave import Result, Stats, interleave, paired_ratios, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 NAME = "broadcast"
@@ -646,8 +646,10 @@ async def measure(args: argparse.Namespace) -> list[Result]:
             seq,
             "raw, one at a time",
             TARGET_RATIO,
-            note=f"{args.rounds} alternating rounds; raw with {args.in_flight} in flight: "
-            f"{par.median:.2f} s median ({grid.median / par.median:.2f}× GridBot/it)",
+            note=f"{args.rounds} alternating rounds; GridBot / raw round by round: "
+            + ", ".join(f"{x:.2f}" for x in paired_ratios(grid, seq))
+            + f"; raw with {args.in_flight} in flight: {par.median:.2f} s median "
+            f"({grid.median / par.median:.2f}× GridBot/it)",
         ),
         Result(
             NAME,

@@ -4,8 +4,9 @@ peak memory.
     python bench/resume.py [--rooms 2000] [--restarts 3] [--busy N] [--keep DIR] [--profile]
                            [--check]
 
-On a throw-away Synapse (relaxed rate limits, every account exempt) the bot's account creates
-``--rooms`` enterprise rooms (16 requests in flight), and GridBot's database holds a generated
+On a throw-away Synapse (relaxed rate limits, every account exempt; its data on /dev/shm when
+there is one, see ``workdirs``) the bot's account creates ``--rooms`` enterprise rooms (16
+requests in flight), and GridBot's database holds a generated
 county of as many enterprises (the roster bench/provision.py seeds: a chief and two staff each,
 sixty level-2 members) with those rooms recorded as theirs, as ``gridbot provision`` leaves
 them. A user shares a direct chat with the bot and sits in ``--busy`` of the rooms.
@@ -23,7 +24,9 @@ There is no baseline to interleave with: the targets are absolute, and each rest
 sample; the table shows them all. ``--profile`` adds one more restart under cProfile and prints
 where its time went (that run is slower and not counted). ``--keep DIR`` keeps the homeserver
 and the seeded database in DIR, so the next run skips the setup (its first start then also sees
-the messages of the earlier runs).
+the messages of the earlier runs). Each run's bot logs in as a new device, with the
+configuration's defaults otherwise (encryption on). Logs and ``bot.yaml`` are in the work
+directory (kept with ``--keep``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import logging
 import os
 import pstats
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -278,8 +282,15 @@ def bot_command(config: Path, profile: Path | None) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
-    """This environment without GRIDBOT_* overrides; the repository importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDBOT_")}
+    """This environment without GRIDBOT_* overrides; the repository importable; bytecode
+    cached as an installed bot has it (with PYTHONDONTWRITEBYTECODE, set in this machine's
+    shell, every start would compile each module edited since its .pyc: seconds and tens of
+    MB that a deployed bot never spends)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GRIDBOT_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -495,6 +506,9 @@ async def measure(args: argparse.Namespace) -> list[Result]:
                 saved.write_text(json.dumps(asdict(world)))
             else:
                 print(f"reusing the {len(world.rooms)} rooms kept in {work}", flush=True)
+            # A fresh database for the first start: its WAL files and crypto store go with it.
+            for stale in work.glob("gridbot.db?*"):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
             shutil.copyfile(work / "seed.db", work / "gridbot.db")
             config = {
                 "homeserver": hs.url,
@@ -502,6 +516,9 @@ async def measure(args: argparse.Namespace) -> list[Result]:
                 "password": PASSWORD,
                 "database_url": f"sqlite+aiosqlite:///{work / 'gridbot.db'}",
                 "admins": [world.user_id],
+                # A new device per run: a kept homeserver holds the keys of the last run's
+                # device, whose crypto store went with its database.
+                "device_id": f"RESUME{secrets.token_hex(4).upper()}",
             }
             (work / "bot.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
             commander = Commander(await login(hs, world.user_id), world)

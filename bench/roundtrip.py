@@ -41,7 +41,14 @@ from nio import (  # noqa: E402
 )
 
 from bench.common import PASSWORD, login, wait_ready  # noqa: E402
-from bench.interleave import Measure, Result, Stats, interleave, print_summary  # noqa: E402
+from bench.interleave import (  # noqa: E402
+    Measure,
+    Result,
+    Stats,
+    interleave,
+    paired_ratios,
+    print_summary,
+)
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
 NAME = "roundtrip"
@@ -290,9 +297,23 @@ async def measure(args: argparse.Namespace) -> list[Result]:
             stats.get("bare echo"),
             "bare nio echo",
             TARGET_P50_RATIO if "bare echo" in stats else None,
-            note=f"{rounds} alternating batches of {batch} per bot, {args.warmup} warm-up each",
+            note=f"{rounds} alternating batches of {batch} per bot, {args.warmup} warm-up each"
+            + paired_note(stats),
         )
     ]
+
+
+def paired_note(stats: dict[str, Stats]) -> str:
+    """Batch by batch, GridBot's median over the bare bot's neighbouring batch: the spread
+    shows how far one run's ratio can be trusted."""
+    if len(stats) != 2:
+        return ""
+    pairs = paired_ratios(stats["GridBot"], stats["bare echo"])
+    if not pairs:
+        return ""
+    return (
+        f"; batch by batch {min(pairs):.2f}–{max(pairs):.2f}, median {Stats.of(pairs).median:.2f}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
