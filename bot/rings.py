@@ -157,6 +157,14 @@ RINGS: dict[str, Ring] = {
         (To(L1 + OR_DM, "the level-1 chief", "a level-2 grid held no meeting"),),
     ),
     # --- training obligations (handlers/reports/jobs.py) ---
+    # --- reports that are ready (handlers/reports/jobs.py) ---
+    "report_summary": Ring(
+        "自动报表 a scheduled report that is ready (answers to /report: a notice)",
+        (
+            To(L1, "the level-1 office", "the month's report, the annual draft"),
+            To(L2, "the level-2 chief", "the quarter's report"),
+        ),
+    ),
     "training_due": Ring(
         "年度培训提醒 level-2 people not trained this year",
         (To(L1, "the level-1 office"),),

@@ -318,7 +318,12 @@ async def test_monthly_report_and_training_lists_on_schedule(sqlite_db: Database
         "芦溪县-2026-11-月报.png",
         "芦溪县-2026-11-月报.xlsx",
     ]
-    assert luxi[0].content["msgtype"] == "m.notice"
+    # A report that is ready rings the level-1 office, named in its text (bot.rings).
+    assert luxi[0].content["msgtype"] == "m.text" and "查阅" in summary.split("\n")[1]
+    assert luxi[0].content["m.mentions"]["user_ids"], "the office is mentioned"
+    assert all(
+        r.content["msgtype"] == "m.file" or "image" in r.content["msgtype"] for r in luxi[1:3]
+    ), "its files follow quietly"
     assert any(b.startswith("【自动报表】湘东区2026年11月网格工作月报") for b in out)
 
 

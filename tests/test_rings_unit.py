@@ -82,6 +82,7 @@ COVERED = {
     "duties": {"visit_reminder", "visit_gaps", "meeting_reminder", "meeting_gaps"},
     "staff": {"staff_declared"},
     "training": {"training_due", "training_newcomers"},
+    "reports": {"report_summary"},
 }
 
 
@@ -461,3 +462,25 @@ async def test_training_lists_ring_the_level1_office(
         )
     )
     recorder.check(COVERED["training"])
+
+
+async def test_a_report_that_is_ready_rings_whom_it_is_for(
+    sqlite_db: Database, recorder: Recorder
+) -> None:
+    import handlers.reports.jobs
+    from tests.dispatch_harness import test_config
+    from tests.report_seed import seed_report_grid
+
+    g = await seed_report_grid(sqlite_db)
+    l1 = "!l1-report:localhost"
+    await set_room(sqlite_db, l1, "l1_room", grid_id=g.grids["L1"])
+    only_monthly = {"quarterly": False, "annual_draft": "", "training_by": ""}
+    config = test_config(timing={"reports": only_monthly})
+    h = DispatchHarness(sqlite_db, [handlers.reports.jobs], config)
+    with time_machine.travel(datetime(2026, 11, 30, 10, tzinfo=TZ), tick=False) as clock:
+        await h.scheduler.tick()  # plans November's report (12-01 09:00)
+        clock.move_to(datetime(2026, 12, 1, 9, 0, 30, tzinfo=TZ))
+        await h.scheduler.tick()
+    # The summary rings the office; its files (chart, workbook) follow quietly.
+    assert sort(recorder.rang()) == sort(ringing(("report_summary", l1, ["@l1office:localhost"])))
+    recorder.check(COVERED["reports"])

@@ -15,8 +15,9 @@
 
 Like the visit reminders (handlers/visits/reminders.py) a planner keeps the rows of the
 coming occurrences (idempotent by key; only future ones, so a fresh install invents no past
-report); each runs once, a late one says so. Reports inform (an m.notice that mentions
-nobody); the training lists ask the office to act (an m.text mentioning them).
+report); each runs once, a late one says so. A report that is ready rings those who must read
+it (the level-1 office; a level-2 grid's chief), and the training lists ask the office to act:
+m.text mentioning them (bot.rings).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from handlers.reports.model import COUNTY, GRID
 from handlers.reports.period import MONTH, QUARTER, YEAR, Period, containing, window
 from storage import reports as db
 from storage.db import Session
-from storage.directory import L1_OFFICE, L1_ROOM, L2_ROOM, Reach, holders, rooms_of
+from storage.directory import L1_OFFICE, L1_ROOM, L2_ROOM, Contact, Reach, holders, rooms_of
+from storage.models import RoleKind
 from storage.reports import Scope
 
 log = logging.getLogger(__name__)
@@ -113,14 +115,30 @@ async def plan_reports(session: Session, services: Services, now: datetime) -> N
 
 
 async def _post(
-    ctx: JobContext, room: str, target: Target, period: Period, *, draft: bool = False
+    ctx: JobContext,
+    room: str,
+    target: Target,
+    period: Period,
+    readers: list[Contact],
+    *,
+    draft: bool = False,
 ) -> None:
+    """Post a report that is ready, ringing those who must read it (bot.rings)."""
     config = ctx.services.config
     report = await build(ctx.session, config, target, period, ctx.now, draft=draft)
     formats = files.default_formats(period.kind)
     rendered = await files.render(report, formats, config.language, ctx.services.messages)
     names = [f.name for f in rendered.files]
-    ctx.send(room, "report_summary", **rendered.summary, files=names, scheduled=True)
+    ctx.send(
+        room,
+        "report_summary",
+        mentions=[p.user_id for p in readers if p.user_id],
+        rings=True,
+        **rendered.summary,
+        files=names,
+        scheduled=True,
+        readers=[p.name for p in readers],
+    )
     for attachment in rendered.files:
         ctx.send(room, None, attachment=attachment)
 
@@ -142,7 +160,8 @@ def _county(unit: db.Unit) -> Target:
 async def monthly_report(ctx: JobContext) -> None:
     period = Period(MONTH, ctx.payload["year"], ctx.payload["month"])
     for unit, room in await _counties(ctx):
-        await _post(ctx, room, _county(unit), period)
+        office = await holders(ctx.session, L1_OFFICE, grid_id=unit.key)
+        await _post(ctx, room, _county(unit), period, office)
 
 
 @scheduler.job("report-quarterly")
@@ -154,14 +173,16 @@ async def quarterly_report(ctx: JobContext) -> None:
         if unit.key in rooms:
             scope = Scope(Reach(l2_grids=frozenset({unit.key or 0})))
             target = Target(GRID, scope, f"{unit.parent}·{unit.name}")
-            await _post(ctx, rooms[unit.key], target, period)
+            chiefs = await holders(ctx.session, {RoleKind.L2_CHIEF}, grid_id=unit.key)
+            await _post(ctx, rooms[unit.key], target, period, chiefs)
 
 
 @scheduler.job("report-annual")
 async def annual_draft(ctx: JobContext) -> None:
     period = Period(YEAR, ctx.payload["year"], 0)
     for unit, room in await _counties(ctx):
-        await _post(ctx, room, _county(unit), period, draft=True)
+        office = await holders(ctx.session, L1_OFFICE, grid_id=unit.key)
+        await _post(ctx, room, _county(unit), period, office, draft=True)
 
 
 # --- training obligations -------------------------------------------------------------------
