@@ -121,6 +121,7 @@ class Synapse:
         relaxed_limits: bool = True,
         log_level: str = "WARNING",
         limits: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.server_name = server_name
@@ -128,6 +129,8 @@ class Synapse:
         # Rate-limit settings applied last (with relaxed_limits=False: Synapse's defaults but
         # these, e.g. logins for a test's own clients).
         self.limits = dict(limits or {})
+        # Any other homeserver.yaml settings, applied last (e.g. app_service_config_files).
+        self.extra = dict(extra or {})
         self.log_level = log_level
         self.port: int = port or 0
         self.config_path = self.data_dir / CONFIG_NAME
@@ -286,6 +289,7 @@ class Synapse:
         if self.relaxed_limits:
             cfg.update(RELAXED_LIMITS)
         cfg.update(self.limits)
+        cfg.update(self.extra)
         self._shared_secret = str(cfg["registration_shared_secret"])
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         log_cfg = {
