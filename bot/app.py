@@ -13,6 +13,9 @@ from typing import Any
 from nio import AsyncClient
 
 import handlers
+from bot import lease as lease_mod
+from bot.appservice.feed import AppserviceFeed
+from bot.appservice.receiver import TransactionReceiver
 from bot.client import (
     CryptoStoreMismatch,
     build_client,
@@ -42,6 +45,10 @@ from storage.outbox import ANSWER_ROOMS, QUEUED_ROOMS
 log = logging.getLogger(__name__)
 
 STARTUP_DB_WAIT = 60.0  # seconds
+
+
+class LeaseLost(Exception):
+    """Another process took the inbox lease over (this one stalled past it)."""
 
 
 class Fatal(Exception):
@@ -118,6 +125,10 @@ class GridBot:
         self.dispatcher: Dispatcher | None = None
         self.scheduler: Scheduler | None = None
         self._fatal: str | None = None  # why a worker that must not end ended
+        self.holder = lease_mod.holder_name()
+        self.lease: lease_mod.Lease | None = None  # held while this process is the active one
+        self.receiver: TransactionReceiver | None = None
+        self.feed: AppserviceFeed | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -129,6 +140,59 @@ class GridBot:
                 return
             raise Fatal(f"the database did not answer for {STARTUP_DB_WAIT:.0f} s")
         await self.db.upgrade()
+        receiver = await self._start_receiver()
+        try:
+            # One process consumes the inbox; another started on this database waits here as
+            # a hot standby (templates loaded, endpoint listening) until the lease is free.
+            async with lease_mod.hold(
+                self.db,
+                self._stopping,
+                seconds=self.config.lease_seconds,
+                holder=self.holder,
+                on_wait=self._standing_by,
+            ) as lease:
+                if lease is None:
+                    return
+                self.lease = lease
+                log.info("holding the inbox lease (%s): handling events", self.holder)
+                await self._run_active(lease)
+        finally:
+            if receiver is not None:
+                await receiver.stop()
+            if self._own_db:
+                await self.db.close()
+            log.info("GridBot stopped")
+
+    async def _start_receiver(self) -> TransactionReceiver | None:
+        """Appservice mode: the endpoint the homeserver pushes to, listening whatever the lease
+        (a standby stores too; see bot/appservice/receiver.py)."""
+        settings = self.config.appservice
+        if settings is None:
+            return None
+        if not settings.hs_token:
+            raise Fatal("appservice.hs_token is empty: run `gridbot appservice registration`")
+        receiver = self.receiver = TransactionReceiver(
+            self.db,
+            user_id=self.config.user_id,
+            hs_token=settings.hs_token,
+            on_stored=self._wake_feed,
+            role=lambda: "active" if self.lease is not None else "standby",
+        )
+        host, port = settings.listen
+        try:
+            await receiver.start(host, port, reuse_port=settings.reuse_port)
+        except OSError as exc:
+            raise Fatal(f"cannot listen on {host}:{port} for the homeserver: {exc}") from None
+        return receiver
+
+    def _standing_by(self, holder: str | None) -> None:
+        log.info("standing by: %s holds the inbox lease; taking over when it lapses", holder)
+
+    def _wake_feed(self) -> None:
+        if self.feed is not None:
+            self.feed.wake()
+
+    async def _run_active(self, lease: lease_mod.Lease) -> None:
         encryption = self.config.encryption
         client = self.client = build_client(self.config, encryption=encryption.enabled)
         try:
@@ -147,10 +211,6 @@ class GridBot:
                     client.olm.account.identity_keys["ed25519"],
                     self.config.crypto_store,
                 )
-            filter_id = await upload_filter(client, self.config, self.db)
-            async with self.db.transaction() as session:
-                stored = await sessions.load(session, self.config.user_id)
-            token = stored.sync_token if stored else None
             failures = SendFailures(self.db, self.services)
             sender = self.sender = Sender(client, self.db, on_failed=failures, crypto=crypto)
             self.dispatcher = Dispatcher(
@@ -168,35 +228,26 @@ class GridBot:
             # Whoever commits messages or jobs, the sender and the scheduler hear of it.
             self.db.after_commit[:] = [self._wake_sender, scheduler.after_commit]
             invites = InviteHandler(client, self.db, self.services)
-            syncer = SyncLoop(
-                client,
-                self.db,
-                timeout_ms=self.config.sync.timeout_ms,
-                filter_id=filter_id,
-                token=token,
-                on_invite=invites,
-                on_stored=self._after_store,
-                on_recovered=sender.resume,
-                after_sync=crypto.upkeep,
-            )
-            sender_task = asyncio.create_task(sender.run(), name="sender")
-            # Re-provisions rooms when a handler asks (e.g. a confirmed staff change).
-            provision_task = asyncio.create_task(
-                ProvisionWorker(client, self.db, self.services).run(self._stopping),
-                name="provision",
-            )
-            for task in (sender_task, provision_task):
+            source = await self._event_source(client, crypto, invites)
+            workers = {
+                "sender": sender.run(),
+                # Re-provisions rooms when a handler asks (e.g. a confirmed staff change).
+                "provision": ProvisionWorker(client, self.db, self.services).run(self._stopping),
+                "lease": self._watch_lease(lease),
+            }
+            tasks = [asyncio.create_task(coro, name=name) for name, coro in workers.items()]
+            for task in tasks:
                 task.add_done_callback(self._on_worker_done)
             try:
                 await scheduler.start()
-                await syncer.run(self._stopping)
+                await source.run(self._stopping)
             finally:
                 await scheduler.stop()
                 await sender.stop()
                 await failures.settle()  # queued for the next start
-                sender_task.cancel()
-                provision_task.cancel()
-                for task in (sender_task, provision_task):
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
                     # An error that ended one was logged by _on_worker_done.
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
@@ -204,9 +255,41 @@ class GridBot:
                 raise Fatal(self._fatal)
         finally:
             await client.close()
-            if self._own_db:
-                await self.db.close()
-            log.info("GridBot stopped")
+
+    async def _event_source(
+        self, client: AsyncClient, crypto: Crypto, invites: InviteHandler
+    ) -> SyncLoop | AppserviceFeed:
+        """Where events come from: the homeserver's pushes (appservice) or /sync. Everything
+        after the inbox is the same for both."""
+        if self.config.appservice is not None:
+            self.feed = AppserviceFeed(
+                self.db,
+                user_id=self.config.user_id,
+                handle=self._after_store,
+                on_invite=invites,
+                on_caught_up=self._caught_up,
+            )
+            return self.feed
+        filter_id = await upload_filter(client, self.config, self.db)
+        async with self.db.transaction() as session:
+            stored = await sessions.load(session, self.config.user_id)
+        assert self.sender is not None
+        return SyncLoop(
+            client,
+            self.db,
+            timeout_ms=self.config.sync.timeout_ms,
+            filter_id=filter_id,
+            token=stored.sync_token if stored else None,
+            on_invite=invites,
+            on_stored=self._after_store,
+            on_recovered=self.sender.resume,
+            after_sync=crypto.upkeep,
+        )
+
+    async def _watch_lease(self, lease: lease_mod.Lease) -> None:
+        """A lease lost (another process took over) ends this one: it must not go on handling."""
+        await lease.lost.wait()
+        raise LeaseLost("the inbox lease was taken over by another process")
 
     def _on_worker_done(self, task: asyncio.Task[None]) -> None:
         """The sender and the provisioner run until the bot stops; one that ended of an error
@@ -235,9 +318,13 @@ class GridBot:
             await self.dispatcher.handle_new(added)
         # Encrypted events waiting for their room key: it may have come with this sync.
         await self.dispatcher.retry_waiting()
-        if not self.ready.is_set() and self.client and self.client.next_batch:
+        if self.client is not None and self.client.next_batch:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        if not self.ready.is_set():
             self.ready.set()
-            log.info("GridBot ready: synced and handled what was pending")
+            log.info("GridBot ready: handled what was pending")
 
     async def _known(self, user_id: str) -> bool:
         """A roster person or an admin (whose devices the bot trusts on first use)."""

@@ -1,4 +1,5 @@
-"""The ``gridbot`` command: run, db upgrade, roster import/check, provision, report, sandbox."""
+"""The ``gridbot`` command: run, db upgrade, roster import/check, provision, report, appservice
+registration, sandbox."""
 
 from __future__ import annotations
 
@@ -141,6 +142,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return asyncio.run(_with_db(args, run, config, args))
 
 
+def cmd_appservice_registration(args: argparse.Namespace) -> int:
+    """Write the registration file for the homeserver. Tokens missing from the configuration
+    are made here and printed, to be put into it (or GRIDBOT_AS_TOKEN / GRIDBOT_HS_TOKEN)."""
+    import yaml
+
+    from bot.appservice.registration import new_token, registration
+
+    config = load_config(args.config)
+    settings = config.appservice
+    if settings is None:
+        print(
+            f"gridbot: {args.config} has no appservice: section (see bot.example.yaml)",
+            file=sys.stderr,
+        )
+        return 2
+    made = {}
+    for key in ("as_token", "hs_token"):
+        if not getattr(settings, key):
+            made[key] = new_token()
+            setattr(settings, key, made[key])
+    text = yaml.safe_dump(registration(config), sort_keys=False, allow_unicode=True)
+    out = Path(args.output)
+    out.write_text(text, encoding="utf-8")
+    out.chmod(0o600)  # it holds both tokens
+    print(f"wrote {out}: add it to the homeserver's app_service_config_files and restart it")
+    if made:
+        print(f"new tokens: put these under appservice: in {args.config}")
+        for key, value in made.items():
+            print(f"  {key}: {value}")
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from bot.sandbox.demo import run_from_args
 
@@ -207,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(rep)
     rep.set_defaults(func=cmd_report)
+
+    aps = sub.add_parser("appservice", help="application-service mode (docs/deploy.md)")
+    aps_sub = aps.add_subparsers(dest="appservice_command", required=True)
+    reg = aps_sub.add_parser("registration", help="write the registration file for the homeserver")
+    with_config(reg)
+    reg.add_argument(
+        "-o", "--output", default="gridbot-registration.yaml", help="where to write it"
+    )
+    reg.set_defaults(func=cmd_appservice_registration)
 
     sandbox = sub.add_parser("sandbox", help="local homeserver + demo county + bot")
     from bot.sandbox.demo import add_arguments

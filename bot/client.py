@@ -122,7 +122,11 @@ async def check_crypto_store(client: AsyncClient, config: Config) -> None:
 
 
 async def login(client: AsyncClient, config: Config, db: Database) -> None:
-    """Restore the stored session, or log in once and store it (so the device id stays)."""
+    """Restore the stored session, or log in once and store it (so the device id stays).
+    In appservice mode the appservice token is the bot's login."""
+    if config.appservice is not None:
+        await _appservice_login(client, config)
+        return
     async with db.transaction() as session:
         stored = await sessions.load(session, config.user_id)
     if config.access_token:
@@ -152,6 +156,24 @@ async def login(client: AsyncClient, config: Config, db: Database) -> None:
     async with db.transaction() as session:
         await sessions.save_login(session, config.user_id, client.device_id, client.access_token)
     log.info("logged in as %s (device %s)", client.user_id, client.device_id)
+
+
+async def _appservice_login(client: AsyncClient, config: Config) -> None:
+    settings = config.appservice
+    assert settings is not None
+    if not settings.as_token:
+        raise LoginFailed(
+            "appservice.as_token is empty: run `gridbot appservice registration` and put the "
+            "tokens it prints into the configuration"
+        )
+    client.restore_login(config.user_id, config.device_id, settings.as_token)
+    who = await client.whoami()
+    if not isinstance(who, WhoamiResponse):
+        raise LoginFailed(
+            f"{config.homeserver} refused the appservice token ({who}): is the registration "
+            "file in the homeserver's app_service_config_files, and was it restarted since?"
+        )
+    log.info("acting as %s with the appservice token", client.user_id)
 
 
 async def _password_login(client: AsyncClient, config: Config, device_id: str) -> None:

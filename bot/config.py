@@ -18,6 +18,8 @@ MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ENV_PASSWORD = "GRIDBOT_PASSWORD"
 ENV_ACCESS_TOKEN = "GRIDBOT_ACCESS_TOKEN"
 ENV_DATABASE_URL = "GRIDBOT_DATABASE_URL"
+ENV_AS_TOKEN = "GRIDBOT_AS_TOKEN"
+ENV_HS_TOKEN = "GRIDBOT_HS_TOKEN"
 
 
 class ConfigError(Exception):
@@ -236,6 +238,44 @@ class EncryptionSettings(_Strict):
         return {"enabled": v} if isinstance(v, bool) else v
 
 
+class AppserviceSettings(_Strict):
+    """Application-service mode (docs/deploy.md): the homeserver pushes events to the bot's
+    HTTP endpoint instead of the bot syncing, and the bot acts with the appservice token,
+    which its registration exempts from rate limits. ``gridbot appservice registration``
+    writes the registration file for the homeserver from these settings."""
+
+    # The registration's id (unique among the homeserver's application services).
+    id: str = Field("gridbot", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    # Where the homeserver reaches the bot (the registration's url).
+    url: str = "http://127.0.0.1:9009"
+    # Where the bot listens: the address and port of ``url`` unless set.
+    bind: str = ""
+    port: int = Field(0, ge=0, le=65535)
+    # The bot's token for the homeserver, and the homeserver's token for the bot
+    # (or GRIDBOT_AS_TOKEN / GRIDBOT_HS_TOKEN). Left empty, the registration command makes them.
+    as_token: str = ""
+    hs_token: str = ""
+    # Bot processes sharing one database listen on the same port (SO_REUSEPORT): any of them
+    # stores a transaction, the one holding the inbox lease handles it.
+    reuse_port: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        """(address, port) to bind: ``bind``/``port``, else those of ``url``."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        default_port = parts.port or (443 if parts.scheme == "https" else 80)
+        return (self.bind or parts.hostname or "127.0.0.1", self.port or default_port)
+
+
 class Config(_Strict):
     homeserver: str
     user_id: str
@@ -254,6 +294,19 @@ class Config(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     limits: Limits = Field(default_factory=Limits)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    appservice: AppserviceSettings | None = None
+    # How long the inbox lease lasts unless renewed (bot/lease.py): a standby bot process takes
+    # over within about this many seconds of the active one dying.
+    lease_seconds: float = Field(6.0, ge=1.0, le=300.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _appservice_defaults(cls, v: object) -> object:
+        # An application service receives no to-device messages (the olm keys encryption needs)
+        # without MSC2409/MSC3202, which are not stable: appservice mode runs unencrypted.
+        if isinstance(v, dict) and v.get("appservice") is not None and "encryption" not in v:
+            return {**v, "encryption": False}
+        return v
 
     @field_validator("homeserver")
     @classmethod
@@ -295,12 +348,26 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _credentials(self) -> Config:
+        if self.appservice is not None:
+            if self.encryption.enabled:
+                raise ValueError(
+                    "encryption is not available in appservice mode (set encryption: false)"
+                )
+            return self
         if not self.password and not self.access_token:
             raise ValueError(
                 f"set password or access_token (or the {ENV_PASSWORD} / {ENV_ACCESS_TOKEN} "
                 "environment variables)"
             )
         return self
+
+    @property
+    def sender_localpart(self) -> str:
+        return self.user_id[1:].split(":", 1)[0]
+
+    @property
+    def server_name(self) -> str:
+        return self.user_id.split(":", 1)[1]
 
     @property
     def tz(self) -> ZoneInfo:
@@ -341,6 +408,9 @@ def parse_config(data: object, source: str = "config") -> Config:
         data["access_token"] = os.environ[ENV_ACCESS_TOKEN]
     if os.environ.get(ENV_DATABASE_URL):
         data["database_url"] = os.environ[ENV_DATABASE_URL]
+    for env, key in ((ENV_AS_TOKEN, "as_token"), (ENV_HS_TOKEN, "hs_token")):
+        if os.environ.get(env) and isinstance(data.get("appservice"), dict):
+            data["appservice"] = {**data["appservice"], key: os.environ[env]}
     try:
         return Config.model_validate(data)
     except ValidationError as err:

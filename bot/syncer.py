@@ -68,17 +68,7 @@ class JoinPoint:
 
 
 def _incoming(room_id: str, source: dict[str, Any]) -> IncomingEvent | None:
-    event_id = source.get("event_id")
-    if not event_id:
-        return None
-    return IncomingEvent(
-        event_id=event_id,
-        room_id=room_id,
-        sender=source.get("sender", ""),
-        type=source.get("type", ""),
-        origin_server_ts=int(source.get("origin_server_ts", 0)),
-        source=source,
-    )
+    return IncomingEvent.of(source, room_id)
 
 
 def _sources(events: Iterable[Any]) -> list[dict[str, Any]]:

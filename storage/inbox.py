@@ -22,6 +22,23 @@ class IncomingEvent:
     origin_server_ts: int
     source: dict[str, Any]
 
+    @classmethod
+    def of(cls, source: dict[str, Any], room_id: str | None = None) -> IncomingEvent | None:
+        """From an event's JSON (``room_id`` when the JSON lacks it, as in a sync's timeline);
+        None without an event id or a room."""
+        event_id = source.get("event_id")
+        room = room_id or source.get("room_id")
+        if not event_id or not isinstance(room, str):
+            return None
+        return cls(
+            event_id=str(event_id),
+            room_id=room,
+            sender=str(source.get("sender", "")),
+            type=str(source.get("type", "")),
+            origin_server_ts=int(source.get("origin_server_ts", 0) or 0),
+            source=source,
+        )
+
 
 async def known_event_ids(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
     ids = list(event_ids)
@@ -32,9 +49,13 @@ async def known_event_ids(session: AsyncSession, event_ids: Iterable[str]) -> se
 
 
 async def store_batch(
-    session: AsyncSession, user_id: str, events: Sequence[IncomingEvent], sync_token: str
+    session: AsyncSession,
+    user_id: str,
+    events: Sequence[IncomingEvent],
+    sync_token: str | None,
 ) -> list[InboxEvent]:
-    """Insert new events and move the sync token, in the caller's transaction.
+    """Insert new events and move the sync token (None: an appservice transaction, no token),
+    in the caller's transaction.
 
     Events already in the inbox are skipped, so a repeated sync or an overlapping gap fill
     never creates a second copy. Returns the new events that need handling (not the bot's own).
@@ -66,9 +87,10 @@ async def store_batch(
         session.add(row)
         if not own:
             added.append(row)
-    await session.execute(
-        update(BotSession).where(BotSession.user_id == user_id).values(sync_token=sync_token)
-    )
+    if sync_token is not None:
+        await session.execute(
+            update(BotSession).where(BotSession.user_id == user_id).values(sync_token=sync_token)
+        )
     return added
 
 

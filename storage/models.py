@@ -417,6 +417,28 @@ class ProvisionLease(Base):
     unfinished: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class AppserviceTransaction(Base):
+    """A transaction the homeserver pushed (appservice mode), stored with its events."""
+
+    __tablename__ = "appservice_transactions"
+
+    txn_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=func.now())
+
+
+class RunnerLease(Base):
+    """Who consumes the inbox (runs dispatcher, sender, scheduler): one process at a time; the
+    others wait as hot standbys and take over when the lease expires (bot/lease.py)."""
+
+    __tablename__ = "runner_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class ManagedMember(Base):
     """Someone the bot put into a room; only these does the bot ever remove again."""
 
