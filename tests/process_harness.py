@@ -40,6 +40,8 @@ class ProcessBot(BotUnderTest):
     # Every stderr line of every run, in order; ``run_lines[i]`` those of run i.
     lines: list[str] = field(default_factory=list)
     run_lines: list[list[str]] = field(default_factory=list)
+    # The log line ``start`` waits for (a standby says it stands by instead).
+    ready_line: str = READY
     _reader: asyncio.Task[None] | None = None
 
     @property
@@ -98,7 +100,7 @@ class ProcessBot(BotUnderTest):
                 self.lines.append(line)
                 keep.write(line + "\n")
                 keep.flush()
-                if READY in line:
+                if self.ready_line in line:
                     ready.set()
 
     async def _ended(self, timeout: float) -> int:  # noqa: ASYNC109 - a deadline for wait()

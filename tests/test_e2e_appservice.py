@@ -6,12 +6,14 @@ One Synapse for the module, started with the bot's registration (written by the 
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from sqlalchemy import func, select
 
 from bot.sandbox.homeserver import Synapse
@@ -19,6 +21,16 @@ from storage.db import Database
 from storage.models import InboxEvent
 from tests.appservice_county import DEFAULT_LIMITS, AppserviceSetup, appservice_setup, run_county
 from tests.bot_harness import BotUnderTest
+from tests.fixtures_synapse import login_client
+from tests.matrix_helpers import (
+    Message,
+    create_room,
+    read_messages,
+    send_text,
+    wait_for_join,
+    wait_for_message,
+)
+from tests.process_harness import ProcessBot
 
 pytestmark = pytest.mark.homeserver
 
@@ -116,3 +128,68 @@ async def test_the_endpoint_refuses_strangers_and_stores_a_repeated_transaction_
     finally:
         await bot.kill()
         await bot.db.close()
+
+
+async def test_a_standby_process_takes_over_when_the_active_one_dies(
+    as_synapse: tuple[Synapse, AppserviceSetup], tmp_path: Path
+) -> None:
+    """Two ``gridbot run`` processes on one database and one port: the second stands by; the
+    first is SIGKILLed; the second takes the lease and answers what came after, exactly once."""
+    hs, setup = as_synapse
+    # An admin: the bot joins on an admin's invite (a stranger's it declines).
+    user_id = await hs.register(f"takeover-{uuid.uuid4().hex[:6]}", "pw-takeover")
+    raw = {
+        **setup.data,
+        "admins": [user_id],
+        "homeserver": hs.url,
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+    }
+    config_file = tmp_path / "bot.yaml"
+    config_file.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    db = Database(raw["database_url"])
+    await db.upgrade()
+    config = setup.config(hs.url, raw["database_url"], admins=[user_id])
+    active = ProcessBot(config=config, db=db, config_file=config_file)
+    standby = ProcessBot(
+        config=config, db=db, config_file=tmp_path / "standby.yaml", ready_line="standing by"
+    )
+    standby.config_file.write_text(config_file.read_text("utf-8"), encoding="utf-8")
+    client = await login_client(hs, user_id, "pw-takeover")
+    try:
+        await active.start()
+        await standby.start()  # returns once it says it stands by
+        dm = await create_room(client, invite=[config.user_id], is_direct=True)
+        await wait_for_join(client, dm, config.user_id)
+        first = await send_text(client, dm, "/whoami")
+        await wait_for_message(
+            client,
+            dm,
+            lambda m: (
+                m.sender == config.user_id and "/whoami" not in m.body and reply_of(m) == first
+            ),
+            timeout=30,
+        )
+
+        await active.kill()
+        killed = time.monotonic()
+        second = await send_text(client, dm, "/whoami")
+        answer = await wait_for_message(
+            client, dm, lambda m: m.sender == config.user_id and reply_of(m) == second, timeout=60
+        )
+        took = time.monotonic() - killed
+        print(f"standby answered {took:.1f} s after the active process was killed")
+        assert any("holding the inbox lease" in line for line in standby.lines)
+        assert answer.source["content"]["msgtype"] == "m.notice"
+        await standby.wait_idle(events=[second])
+        later = await read_messages(client, dm, config.user_id)
+        assert [m for m in later if reply_of(m) in (first, second)] == []  # once each
+    finally:
+        await client.close()
+        await active.kill()
+        await standby.kill()
+        await db.close()
+
+
+def reply_of(message: Message) -> str | None:
+    relates = message.source.get("content", {}).get("m.relates_to") or {}
+    return (relates.get("m.in_reply_to") or {}).get("event_id")
