@@ -86,9 +86,8 @@ RESTART_MB = 300.0
 SYNC_MAX_ROOMS = 2000  # above this the sync-mode restart is a pointer row (bench/resume.py)
 BOT = "@gridbot:localhost"
 RAW_PROV, GRIDBOT_PROV = "raw as_token createRoom loop", "GridBot provision (appservice)"
-RAW_SEQ, RAW_PAR, GRIDBOT_CAST = "raw as_token, one at a time", "raw as_token, in flight", (
-    "GridBot /群发 (appservice)"
-)
+RAW_SEQ, RAW_PAR = "raw as_token, one at a time", "raw as_token, in flight"
+GRIDBOT_CAST = "GridBot /群发 (appservice)"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
 
 
@@ -110,7 +109,12 @@ class Appservice:
         return f"http://127.0.0.1:{self.port}"
 
     def settings(self) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "as_token": self.as_token, "hs_token": self.hs_token}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "as_token": self.as_token,
+            "hs_token": self.hs_token,
+        }
 
 
 def write_registration(work: Path) -> Appservice:
@@ -924,45 +928,54 @@ async def measure(args: argparse.Namespace) -> list[Result]:
             bot = None
             commander = Commander(issuer, World(BOT, issuer_id, dm, [], []))
             await commander.sync(0)
-            plans: list[tuple[str, str, int, float, bool]] = []
+            groups: list[tuple[str, str, int]] = []  # (database, label suffix, rooms)
             if provision:
-                plans += [(bot_db, f"restart {k}", n, args.down, False) for k in
-                          range(1, args.restarts + 1)]  # fmt: skip
-            if gen_url is not None and gen_url != bot_db or not provision:
-                plans += [
-                    (gen_url or bot_db, f"restart {k} (generated)", restart_rooms, args.down, False)
-                    for k in range(1, args.restarts + 1)
-                ]
-            if args.long_down:
-                target_db = gen_url or bot_db
-                plans.append((target_db, "long down", restart_rooms, args.long_down, False))
-                plans.append((target_db, "long down", restart_rooms, args.long_down, True))
+                groups.append((bot_db, "", n))
+            if gen_url is not None:
+                groups.append((gen_url, " (generated)", restart_rooms))
             current = bot_db
-            for db_url, label, rooms_n, down, with_ping in plans:
+            for db_url, suffix, rooms_n in groups:
                 if db_url != current:
+                    # Another database: a first start on it (unmeasured) with a new direct chat,
+                    # so that its invite and join are recorded there.
                     write_bot_yaml(db_url)
                     current = db_url
-                    # The direct chat's invite must reach this database too: the first start
-                    # on it stores the backlog (unmeasured).
                     warm = BotProcess(work, "warm-up")
                     await warm.start()
-                    await wait_health(aps, warm)
-                    await ping(hs.url, aps)
-                    await bot_idle(db_url, [warm.pid, hs_pid])
-                    await warm.stop()
+                    try:
+                        await wait_health(aps, warm)
+                        dm = await open_dm(hs, issuer)
+                        await bot_idle(db_url, [warm.pid, hs_pid])
+                    finally:
+                        await warm.stop()
+                    commander = Commander(issuer, World(BOT, issuer_id, dm, [], []))
+                    await commander.sync(0)
+                for k in range(1, args.restarts + 1):
+                    start = await restart(
+                        hs.url, aps, work, commander, f"restart {k}{suffix}", rooms_n,
+                        down=args.down,
+                    )  # fmt: skip
+                    starts.append(start)
+                    print(
+                        f"  restart {k}{suffix}: answered at {start.seconds:.2f} s, "
+                        f"peak {start.hwm_mb:.0f} MB",
+                        flush=True,
+                    )
+            for with_ping in (False, True) if args.long_down else ():
                 start = await restart(
-                    hs.url, aps, work, commander, label, rooms_n, down=down, with_ping=with_ping
-                )
+                    hs.url, aps, work, commander, "long down", groups[-1][2],
+                    down=args.long_down, with_ping=with_ping,
+                )  # fmt: skip
                 starts.append(start)
                 print(
-                    f"  {label}{' + ping' if with_ping else ''}: answered at {start.seconds:.2f} s,"
-                    f" peak {start.hwm_mb:.0f} MB",
+                    f"  {args.long_down:g} s down{' + ping' if with_ping else ''}: answered at "
+                    f"{start.seconds:.2f} s",
                     flush=True,
                 )
             if args.profile:
                 prof = work / "restart.prof"
                 start = await restart(
-                    hs.url, aps, work, commander, "profiled", restart_rooms, down=0, profile=prof
+                    hs.url, aps, work, commander, "profiled", groups[-1][2], down=0, profile=prof
                 )
                 print(f"  profiled restart: answered at {start.seconds:.2f} s", flush=True)
                 print_profile(prof)
@@ -987,6 +1000,12 @@ async def measure(args: argparse.Namespace) -> list[Result]:
     floor = import_floor_mb()
     print_restarts(starts)
     print(f"(a Python process that only imports the bot peaks at {floor:.0f} MB)")
+
+    def total_cpu(name: str) -> Stats:
+        return Stats.of(
+            r.server_cpu + r.client_cpu + r.bot_cpu for r in prov_runs if r.name == name
+        )
+
     if prov_stats:
         rooms_made = prov_runs[0].items
         paired = paired_ratios(prov_stats[GRIDBOT_PROV], prov_stats[RAW_PROV])
@@ -999,7 +1018,8 @@ async def measure(args: argparse.Namespace) -> list[Result]:
                 prov_stats[RAW_PROV],
                 "raw as_token loop",
                 note=f"{args.rounds} alternating rounds, {args.concurrency} in flight; "
-                "GridBot / raw round by round: " + ", ".join(f"{x:.2f}" for x in paired)
+                "GridBot / raw round by round: "
+                + ", ".join(f"{x:.2f}" for x in paired)
                 + " (bench/provision.py's sync-mode target is 1.3× this create-only loop)",
             )
         )
@@ -1018,10 +1038,8 @@ async def measure(args: argparse.Namespace) -> list[Result]:
                 NAME,
                 f"provision {rooms_made} rooms (CPU, Synapse + bench + bot)",
                 "s",
-                Stats.of(r.server_cpu + r.client_cpu + r.bot_cpu for r in prov_runs
-                         if r.name == GRIDBOT_PROV),  # fmt: skip
-                Stats.of(r.server_cpu + r.client_cpu + r.bot_cpu for r in prov_runs
-                         if r.name == RAW_PROV),  # fmt: skip
+                total_cpu(GRIDBOT_PROV),
+                total_cpu(RAW_PROV),
                 "raw as_token loop",
                 note="bot = the running bot process storing and handling the pushed events",
             )
@@ -1117,7 +1135,9 @@ async def measure(args: argparse.Namespace) -> list[Result]:
     else:
         from bench import resume
 
-        print(f"\nsync mode: bench/resume.py --rooms {sync_n} --restarts {args.restarts}", flush=True)
+        print(
+            f"\nsync mode: bench/resume.py --rooms {sync_n} --restarts {args.restarts}", flush=True
+        )
         rargs = resume.parse(["--rooms", str(sync_n), "--restarts", str(args.restarts)])
         for r in await resume.measure(rargs):
             r.bench = f"{NAME} (sync)"

@@ -24,6 +24,7 @@ from storage.models import (
     OutboxMessage,
     Person,
     Role,
+    RunnerLease,
     ScheduledJob,
 )
 
@@ -301,11 +302,21 @@ class Health:
     errors: int = 0
     last_errors: list[str] = field(default_factory=list)
     failed_since: datetime | None = None  # the oldest failure not followed by a success
+    # The process handling events (bot/lease.py): host:pid:tag, and until when it holds.
+    lease_holder: str | None = None
+    lease_until: datetime | None = None
 
 
 async def health(session: AsyncSession, now: datetime, since: datetime) -> Health:
     """Figures for /health; failures and errors are counted since ``since`` (the bot's start)."""
     h = Health()
+    lease = (
+        await session.execute(
+            select(RunnerLease.holder, RunnerLease.expires_at).where(RunnerLease.name == "inbox")
+        )
+    ).first()
+    if lease is not None:
+        h.lease_holder, h.lease_until = lease[0], lease[1]
     h.inbox_pending = int(
         await session.scalar(select(func.count()).where(InboxEvent.handled_at.is_(None))) or 0
     )

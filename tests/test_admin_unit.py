@@ -271,6 +271,7 @@ async def test_coverage_health_and_admin_list(admin_room: Any) -> None:
     assert "网格检查" in said[-1] and "企业 15" in said[-1]
     said = await h.say(BOSS, "/运行状态", room=ROOM)
     assert "运行状态" in said[-1] and "数据库大小" in said[-1]
+    assert "\n运行方式：同步\n" in said[-1]  # (the harness holds no lease)
     said = await h.say(BOSS, "/管理员 list", room=ROOM)
     assert BOSS in said[-1]
     async with h.db.transaction() as s:

@@ -58,6 +58,7 @@ async def health(ctx: CommandContext) -> None:
         uptime=duration((now - started).total_seconds()),
         behind=behind,
         h=h,
+        appservice=ctx.services.config.appservice is not None,
     )
 
 
