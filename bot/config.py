@@ -6,11 +6,19 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MXID_RE = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
 
@@ -24,6 +32,16 @@ ENV_HS_TOKEN = "GRIDBOT_HS_TOKEN"
 
 class ConfigError(Exception):
     """A configuration problem, phrased as one line for the operator."""
+
+
+def _http_url(v: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", v):
+        raise ValueError("must be an http:// or https:// URL")
+    return v.rstrip("/")
+
+
+# A setting holding an http(s) URL, kept without its trailing slash.
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Strict(BaseModel):
@@ -247,7 +265,7 @@ class AppserviceSettings(_Strict):
     # The registration's id (unique among the homeserver's application services).
     id: str = Field("gridbot", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     # Where the homeserver reaches the bot (the registration's url).
-    url: str = "http://127.0.0.1:9009"
+    url: HttpUrlText = "http://127.0.0.1:9009"
     # Where the bot listens: the address and port of ``url`` unless set.
     bind: str = ""
     port: int = Field(0, ge=0, le=65535)
@@ -258,13 +276,6 @@ class AppserviceSettings(_Strict):
     # Bot processes sharing one database listen on the same port (SO_REUSEPORT): any of them
     # stores a transaction, the one holding the inbox lease handles it.
     reuse_port: bool = True
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must be an http:// or https:// URL")
-        return v.rstrip("/")
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -277,7 +288,7 @@ class AppserviceSettings(_Strict):
 
 
 class Config(_Strict):
-    homeserver: str
+    homeserver: HttpUrlText
     user_id: str
     password: str | None = None
     access_token: str | None = None
@@ -307,13 +318,6 @@ class Config(_Strict):
         if isinstance(v, dict) and v.get("appservice") is not None and "encryption" not in v:
             return {**v, "encryption": False}
         return v
-
-    @field_validator("homeserver")
-    @classmethod
-    def _homeserver(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must be an http:// or https:// URL")
-        return v.rstrip("/")
 
     @field_validator("user_id")
     @classmethod

@@ -7,6 +7,7 @@ the PostgreSQL variants are skipped with the reason printed, unless GRIDBOT_REQU
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -40,13 +41,22 @@ async def pg_database() -> AsyncIterator[str | None]:
         yield None
         print(f"PostgreSQL at {PG_HOST}:{PG_PORT} unreachable: {exc}")
         return
-    name = f"gridbot_test_{uuid.uuid4().hex[:10]}"
+    try:
+        async with fresh_pg_database(admin, "gridbot_test") as url:
+            yield url
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(admin: asyncpg.Connection, prefix: str) -> AsyncIterator[str]:
+    """A new, empty database's URL, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _reset_pg(url: str) -> None:

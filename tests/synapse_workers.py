@@ -52,12 +52,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from bot.sandbox.homeserver import (
-    START_TIMEOUT,
     STOP_TIMEOUT,
     Synapse,
     SynapseError,
     _die_with_parent,
     free_port,
+    wait_answering,
 )
 
 PG_HOST = os.environ.get("GRIDBOT_PG_HOST", "127.0.0.1")
@@ -460,23 +460,7 @@ class SynapseWorkers:
 
     async def _wait_health(self, w: _Worker) -> None:
         assert w.proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-            while True:
-                if w.proc.returncode is not None:
-                    raise SynapseError(
-                        f"{w.name} exited with code {w.proc.returncode} during startup\n"
-                        + self.log_tail()
-                    )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(f"http://127.0.0.1:{w.port}/health") as resp:
-                        if resp.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise SynapseError(
-                        f"{w.name} did not answer within {START_TIMEOUT:.0f} s\n" + self.log_tail()
-                    )
-                await asyncio.sleep(0.1)
+        await wait_answering(w.proc, f"http://127.0.0.1:{w.port}/health", w.name, self.log_tail)
 
     async def _stop_worker(self, w: _Worker) -> None:
         proc, w.proc = w.proc, None

@@ -9,7 +9,6 @@ Skipped when PostgreSQL or Redis is away, unless GRIDBOT_REQUIRE_PG=1 (.ci/run s
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from storage.db import Database
 from tests.appservice_county import DEFAULT_LIMITS, AppserviceSetup, appservice_setup, run_county
 from tests.bot_harness import BotUnderTest
-from tests.fixtures_db import PG_HOST, PG_PORT, PG_USER, _pg_admin
+from tests.fixtures_db import _pg_admin, fresh_pg_database
 from tests.synapse_workers import SynapseWorkers
 
 pytestmark = pytest.mark.homeserver
@@ -51,12 +50,10 @@ async def province(
 async def bot_database() -> AsyncIterator[str]:
     """A fresh PostgreSQL database for the bot (the province's scale-out backend)."""
     admin = await _pg_admin()
-    name = f"gridbot_province_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        async with fresh_pg_database(admin, "gridbot_province") as url:
+            yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -107,6 +108,29 @@ def _load_prctl() -> Any:
 
 # Resolved in the parent: the child between fork and exec should do as little as possible.
 _PRCTL = _load_prctl()
+
+
+async def wait_answering(
+    proc: asyncio.subprocess.Process, url: str, what: str, log_tail: Callable[[], str]
+) -> None:
+    """Wait until ``url`` answers 200; raise with ``log_tail()`` if ``proc`` exits first or
+    nothing answers within START_TIMEOUT."""
+    deadline = time.monotonic() + START_TIMEOUT
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        while True:
+            if proc.returncode is not None:
+                raise SynapseError(
+                    f"{what} exited with code {proc.returncode} during startup\n" + log_tail()
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise SynapseError(
+                    f"{what} did not answer on {url} within {START_TIMEOUT:.0f} s\n" + log_tail()
+                )
+            await asyncio.sleep(0.1)
 
 
 class Synapse:
@@ -311,25 +335,9 @@ class Synapse:
 
     async def _wait_ready(self) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        probe = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=probe) as http:
-            while True:
-                if self._proc.returncode is not None:
-                    raise SynapseError(
-                        f"Synapse exited with code {self._proc.returncode} during startup\n"
-                        + self.log_tail()
-                    )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(f"{self.url}/_matrix/client/versions") as resp:
-                        if resp.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise SynapseError(
-                        f"Synapse did not answer on {self.url} within {START_TIMEOUT:.0f} s\n"
-                        + self.log_tail()
-                    )
-                await asyncio.sleep(0.1)
+        await wait_answering(
+            self._proc, f"{self.url}/_matrix/client/versions", "Synapse", self.log_tail
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of Synapse's console output and log file, for error messages."""
