@@ -22,8 +22,10 @@ every room made, by GridBot or by the raw loops alike: they all act as the bot's
    people, and nothing else (no space links: provisioning's "create-only" baseline). Rounds
    alternate (bench/interleave.py), each GridBot round on a fresh copy of the seeded database;
    the bot process's database is the last round's. ``--no-accounts`` leaves the roster without
-   accounts (no invites on either side); by default all are registered first, and GridBot's
-   user is made a server admin (``--no-admin``: not) so it lists accounts in one request.
+   accounts (no invites on either side); by default all are registered first. The bench asks
+   Synapse to make GridBot's user a server admin (``--no-admin``: it does not ask), as the README
+   advises so that accounts are listed in one request; Synapse 1.163 refuses (M_EXCLUSIVE: the
+   appservice's own user), so in appservice mode the provisioner looks each person up.
 2. Broadcast. From an admin's direct chat with the bot, ``/群发`` then ``确认`` posts a notice
    into every enterprise room; measured from the 确认 sent until the homeserver has accepted
    the last post (every delivery's outbox row is ``sent``), beside raw loops that PUT the same
@@ -309,6 +311,8 @@ async def ping(hs_url: str, aps: Appservice) -> int:
     url = f"{hs_url}/_matrix/client/v1/appservice/{aps.id}/ping"
     headers = {"Authorization": f"Bearer {aps.as_token}"}
     async with aiohttp.ClientSession() as http, http.post(url, json={}, headers=headers) as resp:
+        if resp.status != 200:
+            print(f"  appservice ping: {resp.status} {await resp.text()}", flush=True)
         return resp.status
 
 
@@ -659,9 +663,7 @@ async def restart(
         answer = asyncio.create_task(commander.answer(mine))
         if with_ping:
             await wait_health(aps, bot)
-            status = await ping(hs_url, aps)
-            if status != 200:
-                print(f"  ping answered {status}", flush=True)
+            await ping(hs_url, aps)
         died = asyncio.create_task(bot.proc.wait())  # type: ignore[union-attr]
         done, _ = await asyncio.wait({answer, died}, timeout=within, return_when="FIRST_COMPLETED")
         if answer not in done:

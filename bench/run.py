@@ -60,6 +60,7 @@ EXTERNAL = {
     "encryption": External(["--check"], scales=True, default=True),
     "report": External(["--check"], scales=False, default=False),
     "ratelimits": External(None, scales=False, default=False),
+    "province": External(["--check"], scales=False, default=False),
 }
 DEFAULT = (*BENCHES, *(name for name, e in EXTERNAL.items() if e.default))
 QUICK_SCALE = 0.1

@@ -15,6 +15,7 @@ from nio import AsyncClient
 import handlers
 from bot import lease as lease_mod
 from bot.appservice.feed import AppserviceFeed
+from bot.appservice.ping import ping_homeserver
 from bot.appservice.receiver import TransactionReceiver
 from bot.client import (
     CryptoStoreMismatch,
@@ -235,6 +236,9 @@ class GridBot:
                 "provision": ProvisionWorker(client, self.db, self.services).run(self._stopping),
                 "lease": self._watch_lease(lease),
             }
+            if self.config.appservice is not None:
+                # Also makes Synapse send at once what it held back while the bot was away.
+                workers["ping"] = ping_homeserver(client, self.config.appservice.id)
             tasks = [asyncio.create_task(coro, name=name) for name, coro in workers.items()]
             for task in tasks:
                 task.add_done_callback(self._on_worker_done)

@@ -170,6 +170,8 @@ async def test_a_standby_process_takes_over_when_the_active_one_dies(
             timeout=30,
         )
 
+        # The homeserver reached the endpoint when the active process asked it to ping.
+        assert any("homeserver reaches the appservice endpoint" in line for line in active.lines)
         await active.kill()
         killed = time.monotonic()
         second = await send_text(client, dm, "/whoami")
