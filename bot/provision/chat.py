@@ -1,5 +1,9 @@
 """Provisioning progress in a chat room: one message ("建群 120/317") edited in place
-(m.replace through the one send path), then a summary of what was done and what was not."""
+(m.replace through the one send path), then a summary of what was done and what was not.
+
+A state counts as shown only once its edit is committed: an edit that could not be queued (the
+database busy while the run writes) is tried again, and the last edit, made after the edit loop
+has stopped, is always the run's last state, so the message never stays at "建群 30/31"."""
 
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ class ChatProgress:
             return (CREATE, created, to_create)
         return (CHECK, self.done.get(CHECK, 0), self.totals.get(CHECK, 0))
 
-    async def _post(self, template: str, edit: bool, **values: object) -> None:
+    async def _edit(self, **values: object) -> None:
         async with self.db.transaction() as session:
             progress = await outbox.by_txn(session, self.txn_id)
             if progress is None:
@@ -57,11 +61,7 @@ class ChatProgress:
                 session,
                 self.messages,
                 Outgoing(
-                    progress.room_id,
-                    template,
-                    dict(values),
-                    edit_of=progress if edit else None,
-                    reply_to=None if edit else progress,
+                    progress.room_id, "admin_provision_progress", dict(values), edit_of=progress
                 ),
                 locale=self.locale,
                 cause=f"provision:{self.txn_id}",
@@ -70,10 +70,8 @@ class ChatProgress:
     async def show(self) -> None:
         state = self._state()
         if state != self._shown and state[2]:
-            self._shown = state
-            await self._post(
-                "admin_provision_progress", True, phase=state[0], done=state[1], total=state[2]
-            )
+            await self._edit(phase=state[0], done=state[1], total=state[2])
+            self._shown = state  # only once the edit is queued: a failed one is tried again
 
     async def _loop(self) -> None:
         while True:
@@ -81,20 +79,22 @@ class ChatProgress:
             with contextlib.suppress(Exception):
                 await self.show()
 
-    def __enter__(self) -> ChatProgress:
+    async def __aenter__(self) -> ChatProgress:
         self._task = asyncio.create_task(self._loop(), name="provision-progress")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc: object) -> None:
+        # Wait for the loop to stop: an edit cut off halfway would race the final one.
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def finish(self, summary: Summary) -> None:
         await self.show()
         values = asdict(summary)
-        await self._post(
-            "admin_provision_done",
-            False,
+        await self._reply(
             rooms=summary.rooms,
             created=len(summary.created),
             updated=len(summary.updated),
@@ -104,3 +104,16 @@ class ChatProgress:
             no_account=list(values["no_account"]),
             without_matrix_id=list(summary.without_matrix_id),
         )
+
+    async def _reply(self, **values: object) -> None:
+        async with self.db.transaction() as session:
+            progress = await outbox.by_txn(session, self.txn_id)
+            if progress is None:
+                return
+            queue(
+                session,
+                self.messages,
+                Outgoing(progress.room_id, "admin_provision_done", dict(values), reply_to=progress),
+                locale=self.locale,
+                cause=f"provision:{self.txn_id}",
+            )
