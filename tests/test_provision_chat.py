@@ -4,6 +4,7 @@ ends on the run's real last state, and the summary of a run that is retried goes
 from __future__ import annotations
 
 import sqlite3
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,11 +13,15 @@ from sqlalchemy.exc import OperationalError
 
 from bot.outgoing import Outgoing, queue
 from bot.provision import chat as chat_module
+from bot.provision import store as provision_store
+from bot.provision import worker as worker_module
 from bot.provision.apply import CHECK, CREATE, Summary
 from bot.provision.chat import ChatProgress
+from bot.provision.worker import CHAT_REASON, ProvisionWorker
 from messages import Messages
 from storage.db import Database
 from storage.models import OutboxMessage
+from tests.dispatch_harness import test_config as make_config
 
 ROOM = "!admin:localhost"
 
@@ -83,3 +88,45 @@ async def test_the_progress_message_ends_on_the_last_state_even_if_an_edit_faile
     edits = [m for m in await _messages(sqlite_db) if m.edit_of_txn == txn]
     assert [_shown(e) for e in edits][-1].startswith("核对房间 31/31")
     assert "建群 30/31" in _shown(edits[0])
+
+
+async def test_a_retried_run_posts_its_summary_once(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that failed a room is retried (the request stays queued): the retry's summary
+    edits the first one in place rather than posting the summary again."""
+    txn = await _progress_message(sqlite_db)
+    async with sqlite_db.transaction() as s:
+        provision_store.request_provisioning(s, f"{CHAT_REASON}{txn}")
+    outcomes = [
+        Summary(rooms=3, created=["a", "b"], failed=["县空间: create_room: M_UNKNOWN boom"]),
+        Summary(rooms=3, created=["县空间"]),
+        Summary(rooms=3),
+    ]
+
+    class FakeProvisioner:
+        def __init__(self, *args: Any, reporter: Any = None, **kwargs: Any) -> None:
+            self.reporter = reporter
+
+        async def run(self) -> Summary:
+            self.reporter.phase(CREATE, 1)
+            self.reporter.advance(CREATE)
+            return outcomes.pop(0)
+
+    monkeypatch.setattr(worker_module, "Provisioner", FakeProvisioner)
+    services = SimpleNamespace(config=make_config(admins=[]), messages=Messages())
+    worker = ProvisionWorker(SimpleNamespace(user_id="@bot:localhost"), sqlite_db, services)  # type: ignore[arg-type]
+    first = await worker.run_pending()
+    assert first is not None and not first.ok
+    second = await worker.run_pending()  # the retry: the request was still queued
+    assert second is not None and second.ok
+    assert await worker.run_pending() is None  # done: nothing queued any more
+
+    rows = await _messages(sqlite_db)
+    summaries = [m for m in rows if "房间调整完成" in str(m.content.get("body"))]
+    posted = [m for m in summaries if m.edit_of_txn is None]
+    assert len(posted) == 1, [_shown(m) for m in summaries]
+    assert "未能完成" in _shown(posted[0])
+    # The retry's outcome replaces it: the last word on the summary has no failure left.
+    latest = [m for m in summaries if m.edit_of_txn == posted[0].txn_id][-1]
+    assert "未能完成" not in _shown(latest) and "新建 1" in _shown(latest)

@@ -3,7 +3,8 @@
 
 A state counts as shown only once its edit is committed: an edit that could not be queued (the
 database busy while the run writes) is tried again, and the last edit, made after the edit loop
-has stopped, is always the run's last state, so the message never stays at "建群 30/31"."""
+has stopped, is always the run's last state, so the message never stays at "建群 30/31". The
+summary goes out once per request: a retried run (after a failure or a restart) edits it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import asyncio
 import contextlib
 from dataclasses import asdict
 
-from bot.outgoing import Outgoing, queue
+from bot.outgoing import Outgoing, content_of, queue
 from bot.provision.apply import CHECK, CREATE, Summary
 from messages import Messages
 from storage import outbox
 from storage.db import Database
 
 EDIT_EVERY = 2.0  # seconds between edits of the progress message
+SUMMARY = ":summary"  # the summary's txn id: the progress message's and this
 
 
 class ChatProgress:
@@ -94,7 +96,7 @@ class ChatProgress:
     async def finish(self, summary: Summary) -> None:
         await self.show()
         values = asdict(summary)
-        await self._reply(
+        await self._summary(
             rooms=summary.rooms,
             created=len(summary.created),
             updated=len(summary.updated),
@@ -105,15 +107,25 @@ class ChatProgress:
             without_matrix_id=list(summary.without_matrix_id),
         )
 
-    async def _reply(self, **values: object) -> None:
+    async def _summary(self, **values: object) -> None:
+        """The summary as a reply to the progress message, once per request (its txn id is
+        the progress message's plus ``SUMMARY``); a retried run edits it if it says otherwise."""
         async with self.db.transaction() as session:
             progress = await outbox.by_txn(session, self.txn_id)
             if progress is None:
                 return
-            queue(
-                session,
-                self.messages,
-                Outgoing(progress.room_id, "admin_provision_done", dict(values), reply_to=progress),
-                locale=self.locale,
-                cause=f"provision:{self.txn_id}",
+            txn = f"{self.txn_id}{SUMMARY}"
+            posted = await outbox.by_txn(session, txn)
+            message = Outgoing(
+                progress.room_id,
+                "admin_provision_done",
+                dict(values),
+                reply_to=progress if posted is None else None,
+                edit_of=posted,
+                txn_id=txn if posted is None else None,
             )
+            if posted is not None:
+                body = content_of(self.messages, message, self.locale)["body"]
+                if body == await outbox.latest_body(session, posted):
+                    return  # the retry says what the summary says already
+            queue(session, self.messages, message, locale=self.locale, cause=f"provision:{txn}")
