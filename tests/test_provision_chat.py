@@ -3,6 +3,8 @@ ends on the run's real last state, and the summary of a run that is retried goes
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +21,7 @@ from bot.provision.apply import CHECK, CREATE, Summary
 from bot.provision.chat import ChatProgress
 from bot.provision.worker import CHAT_REASON, ProvisionWorker
 from messages import Messages
+from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage
 from tests.dispatch_harness import test_config as make_config
@@ -130,3 +133,52 @@ async def test_a_retried_run_posts_its_summary_once(
     # The retry's outcome replaces it: the last word on the summary has no failure left.
     latest = [m for m in summaries if m.edit_of_txn == posted[0].txn_id][-1]
     assert "未能完成" not in _shown(latest) and "新建 1" in _shown(latest)
+
+
+async def test_leaving_the_progress_waits_for_an_edit_in_flight(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run ends while an edit is being written: it is finished, not cancelled (a write
+    cancelled inside the driver can keep SQLite locked, and the bot then stalls)."""
+    monkeypatch.setattr(chat_module, "EDIT_EVERY", 0.01)
+    txn = await _progress_message(sqlite_db)
+    real_by_txn = outbox.by_txn
+    in_edit, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_by_txn(session: Any, txn_id: str) -> OutboxMessage | None:
+        found = await real_by_txn(session, txn_id)
+        in_edit.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(outbox, "by_txn", slow_by_txn)
+    progress = ChatProgress(sqlite_db, Messages(), txn, "zh_CN")
+    progress.phase(CREATE, 2)
+    progress.advance(CREATE)
+    await progress.__aenter__()
+    await asyncio.wait_for(in_edit.wait(), 5)
+    leaving = asyncio.create_task(progress.__aexit__(None, None, None))
+    await asyncio.sleep(0.1)
+    assert not leaving.done()  # it waits for the edit
+    go_on.set()
+    await asyncio.wait_for(leaving, 5)
+    edits = [m for m in await _messages(sqlite_db) if m.edit_of_txn == txn]
+    assert [_shown(e).strip() for e in edits] == ["建群 1/2"]
+
+
+async def test_many_runs_ending_mid_edit_leave_the_database_writable(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs that end at any moment of an edit: the summary can still be written at once."""
+    monkeypatch.setattr(chat_module, "EDIT_EVERY", 0.0005)
+    txn = await _progress_message(sqlite_db)
+    rng = random.Random(15)
+    for i in range(150):
+        progress = ChatProgress(sqlite_db, Messages(), txn, "zh_CN")
+        progress.phase(CREATE, 100)
+        async with progress:
+            for _ in range(8):
+                progress.advance(CREATE)
+                await asyncio.sleep(rng.random() * 0.002)
+        # Within SQLite's busy timeout (10 s) only if no lost connection holds the lock.
+        await asyncio.wait_for(progress.finish(Summary(rooms=i)), 5)

@@ -35,6 +35,7 @@ class ChatProgress:
         self.phase_now = "start"
         self._shown: tuple[str, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
 
     # Reporter
     def phase(self, name: str, total: int) -> None:
@@ -75,22 +76,26 @@ class ChatProgress:
             await self._edit(phase=state[0], done=state[1], total=state[2])
             self._shown = state  # only once the edit is queued: a failed one is tried again
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(EDIT_EVERY)
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=EDIT_EVERY)
+                return
             with contextlib.suppress(Exception):
                 await self.show()
 
     async def __aenter__(self) -> ChatProgress:
-        self._task = asyncio.create_task(self._loop(), name="provision-progress")
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(self._stop), name="provision-progress")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # Wait for the loop to stop: an edit cut off halfway would race the final one.
+        # The loop is told to stop, never cancelled: a task cancelled inside a database call
+        # can leave SQLite's write lock held by a lost connection, and every write after it
+        # (the summary, the lease, the sender) then fails "database is locked": the stall.
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stop.set()
+            await self._task
             self._task = None
 
     async def finish(self, summary: Summary) -> None:
