@@ -25,7 +25,14 @@ from storage.directory import admin_rooms
 from storage.models import Enterprise
 from tests.bot_harness import BotFactory
 from tests.fixtures_synapse import MakeUser, NioClientFactory
-from tests.matrix_helpers import create_room, send_text, sync_once, wait_for_join, wait_for_message
+from tests.matrix_helpers import (
+    create_room,
+    send_text,
+    sync_once,
+    wait_for_invite,
+    wait_for_join,
+    wait_for_message,
+)
 from tests.provision_support import Reader, bot_token, demo_rows, mxids, provision
 from tests.test_e2e_provision import PASSWORD, by_name, localpart
 
@@ -173,10 +180,12 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     print(f"health {time.monotonic() - started:.1f} s")
     # --- a county admin cannot touch another county ----------------------------------------
     county_id, county_pw = await make_user("county-admin")
+    county = await nio_client(county_id, county_pw)
+    await sync_once(county)
     await send_text(admin, room, f"/管理员 add {county_id} 芦溪县")
     await wait_for_message(admin, room, _said(bot.user_id, "已添加"), timeout=30)
-    await admin.room_invite(room, county_id)
-    county = await nio_client(county_id, county_pw)
+    # Added in chat, the admin is invited into the admin room by the bot itself.
+    assert await wait_for_invite(county, timeout=30) == room
     await county.join(room)
     await sync_once(county)
     other = [dict(r, county="莲花县") for r in rows]
@@ -188,7 +197,29 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     await send_text(admin, room, "/历史 管理")
     history = await wait_for_message(admin, room, _said(bot.user_id, "管理操作记录"), timeout=30)
     assert "import" in history.body and "admin_add" in history.body
+    # Removed in chat, they are removed from the admin room; bot.yaml's admin stays.
+    await send_text(admin, room, f"/管理员 remove {county_id}")
+    await wait_for_message(admin, room, _said(bot.user_id, "已移除"), timeout=30)
+    await _until_membership(reader, room, county_id, "leave", timeout=30)
+    assert (await reader.state(room)).members[admin_id].membership == "join"
     assert time.monotonic() - started < 90
+
+
+async def _until_membership(
+    reader: Reader,
+    room: str,
+    user: str,
+    membership: str,
+    timeout: float = 30,  # noqa: ASYNC109
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        member = (await reader.state(room)).members.get(user)
+        if member is not None and member.membership == membership:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{user} is not {membership} in {room}: {member}")
+        await asyncio.sleep(0.3)
 
 
 async def _edits_of(client: AsyncClient, room: str, bot: str, original: str) -> list[str]:
