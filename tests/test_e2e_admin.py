@@ -1,8 +1,10 @@
-"""The admin room end to end on the real Synapse, with a matrix-nio client as the admin: a
-roster file with one enterprise added is dry-run, confirmed by ✅ and applied, and the bot
-provisions the enterprise's room itself (progress edited in place); a workbook with two bad
-rows comes back annotated; export → upload unchanged is no change; /health names a room that
-refuses the bot's sends; a county admin cannot act beyond their county."""
+"""The admin room end to end on the real Synapse, with a matrix-nio client as the admin: the
+bot starts with no roster (its admin room alone); a roster file is dry-run, confirmed by ✅ and
+applied, and the bot provisions the whole grid itself from nothing (progress edited in place,
+ending on its last state); a workbook with two bad rows comes back annotated; export → upload
+unchanged is no change; /health names a room that refuses the bot's sends; an admin added in
+chat is invited into the admin room and removed from it again; a county admin cannot act
+beyond their county."""
 
 from __future__ import annotations
 
