@@ -71,6 +71,12 @@ async def list_admins(session: AsyncSession) -> list[AdminEntry]:
     ]
 
 
+async def admin_ids(session: AsyncSession) -> list[str]:
+    """Every admin named in chat, county or province-wide: the admin room's members besides
+    bot.yaml's ``admins`` (bot/provision)."""
+    return sorted(await session.scalars(select(Admin.user_id).distinct()))
+
+
 async def get_admin(session: AsyncSession, user_id: str) -> AdminEntry | None:
     for entry in await list_admins(session):
         if entry.user_id == user_id:

@@ -446,3 +446,17 @@ async def failed_by_cause(
 async def by_txn(session: AsyncSession, txn_id: str) -> OutboxMessage | None:
     """The queued message with this transaction id (e.g. a progress message to edit)."""
     return await session.scalar(select(OutboxMessage).where(OutboxMessage.txn_id == txn_id))
+
+
+async def latest_body(session: AsyncSession, msg: OutboxMessage) -> str | None:
+    """What a client shows of the queued message ``msg`` (not counting failed edits): the
+    body of its newest edit, else its own."""
+    edit = await session.scalar(
+        select(OutboxMessage)
+        .where(OutboxMessage.edit_of_txn == msg.txn_id, OutboxMessage.status != FAILED)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    )
+    if edit is None:
+        return msg.content.get("body")
+    return (edit.content.get("m.new_content") or edit.content).get("body")

@@ -4,11 +4,13 @@ bad files, scoped admins, /coverage, /health, /history admin."""
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
@@ -20,6 +22,7 @@ import handlers.admin.roster
 import handlers.basics.cancel
 import handlers.cases.history
 from bot.roster.apply import import_roster
+from bot.sandbox import DEMO_ROSTER
 from handlers.admin import files
 from storage import admins as admin_store
 from storage.db import Database
@@ -336,3 +339,66 @@ async def test_import_command_as_a_reply_or_before_the_file(admin_room: Any) -> 
     assert "试运行" in said[-1], said
     said = await h.tap_last(BOSS, "✅", ROOM)
     assert any("已导入" in s for s in said)
+
+
+def _gbk_csv_with_blank_types(records: tuple[int, ...]) -> bytes:
+    """The demo roster as Excel on a Chinese Windows saves it (GBK, CRLF), 企业类型 left blank
+    on the given records (header = 1)."""
+    text = (ROOT / "examples" / "demo-county.csv").read_text("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    col = rows[0].index("企业类型")
+    for r in records:
+        rows[r - 1][col] = ""
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("gb18030")
+
+
+async def test_a_csv_with_bad_rows_comes_back_marked_in_its_own_encoding(
+    admin_room: Any,
+) -> None:
+    h, store = admin_room
+    before = await fingerprint(h.db)
+    data = _gbk_csv_with_blank_types((3, 6))
+    said = await upload(h, store, BOSS, "名册.csv", data)
+    assert "2 个错误" in said[-1], said
+    annotated = await last_file(h.db)
+    assert annotated.name == "名册-错误标注.csv" and annotated.mimetype.startswith("text/csv")
+    text = annotated.data.decode("gb18030")  # as it was sent: GBK, CRLF, commas
+    assert "\r\n" in text and not annotated.data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    original = list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
+    assert rows[0][-1] == files.ERROR_HEADER
+    marked = {i + 1: r[-1] for i, r in enumerate(rows) if i and r[-1]}
+    assert sorted(marked) == [3, 6] and all("企业类型" in m for m in marked.values())
+    # Every other cell is as the office wrote it.
+    assert [r[: len(original[0])] for r in rows] == [
+        r + [""] * (len(original[0]) - len(r)) for r in original
+    ]
+    assert await fingerprint(h.db) == before
+
+
+def _demo_yaml_rows() -> list[dict[str, Any]]:
+    return yaml.safe_load(Path(str(DEMO_ROSTER)).read_text("utf-8"))["rows"]
+
+
+async def test_a_yaml_with_bad_rows_gets_the_list_and_a_marked_workbook(admin_room: Any) -> None:
+    h, store = admin_room
+    before = await fingerprint(h.db)
+    rows = _demo_yaml_rows()
+    for i in (1, 4):  # the 2nd and 5th rows
+        rows[i]["type"] = None
+    data = yaml.safe_dump({"rows": rows}, allow_unicode=True).encode()
+    said = await upload(h, store, BOSS, "名册.yaml", data)
+    assert "2 个错误" in said[-1] and "第2行" in said[-1], said
+    annotated = await last_file(h.db)
+    assert annotated.name == "名册-错误标注.xlsx"
+    marked = files.error_rows(annotated.data)
+    assert sorted(marked) == [3, 6]  # under a header row: YAML row n is sheet row n + 1
+    ws = load_workbook(io.BytesIO(annotated.data)).worksheets[0]
+    headers = [c.value for c in ws[1]]
+    assert headers[-1] == files.ERROR_HEADER and "企业类型" in headers
+    cells = {h_: ws.cell(row=2, column=i + 1).value for i, h_ in enumerate(headers)}
+    assert cells["企业名称"] == rows[0]["enterprise"]
+    assert cells["企业网格员"] == "；".join(rows[0]["ent_members"])
+    assert await fingerprint(h.db) == before

@@ -1,8 +1,10 @@
-"""The admin room end to end on the real Synapse, with a matrix-nio client as the admin: a
-roster file with one enterprise added is dry-run, confirmed by ✅ and applied, and the bot
-provisions the enterprise's room itself (progress edited in place); a workbook with two bad
-rows comes back annotated; export → upload unchanged is no change; /health names a room that
-refuses the bot's sends; a county admin cannot act beyond their county."""
+"""The admin room end to end on the real Synapse, with a matrix-nio client as the admin: the
+bot starts with no roster (its admin room alone); a roster file is dry-run, confirmed by ✅ and
+applied, and the bot provisions the whole grid itself from nothing (progress edited in place,
+ending on its last state); a workbook with two bad rows comes back annotated; export → upload
+unchanged is no change; /health names a room that refuses the bot's sends; an admin added in
+chat is invited into the admin room and removed from it again; a county admin cannot act
+beyond their county."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import asyncio
 import io
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,9 +27,16 @@ from storage.directory import admin_rooms
 from storage.models import Enterprise
 from tests.bot_harness import BotFactory
 from tests.fixtures_synapse import MakeUser, NioClientFactory
-from tests.matrix_helpers import create_room, send_text, sync_once, wait_for_join, wait_for_message
-from tests.provision_support import Reader, bot_token, demo_rows, import_rows, mxids, provision
-from tests.test_e2e_provision import D1, PASSWORD, by_name, localpart
+from tests.matrix_helpers import (
+    create_room,
+    send_text,
+    sync_once,
+    wait_for_invite,
+    wait_for_join,
+    wait_for_message,
+)
+from tests.provision_support import Reader, bot_token, demo_rows, mxids, provision
+from tests.test_e2e_provision import PASSWORD, by_name, localpart
 
 NEW = "芦溪县新开运输有限公司"
 
@@ -88,17 +96,17 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     make_user: MakeUser,
     synapse: Synapse,
     nio_client: NioClientFactory,
-    tmp_path: Path,
 ) -> None:
     started = time.monotonic()
     admin_id, admin_pw = await make_user("bureau-admin")
     bot = await gridbot(admins=[admin_id])
     rows = demo_rows(uuid.uuid4().hex[:6])
-    await import_rows(bot, tmp_path, rows, "demo", D1)
     await asyncio.gather(*(synapse.register(localpart(m), PASSWORD) for m in sorted(mxids(rows))))
     print(f"setup {time.monotonic() - started:.1f} s")
-    first = await provision(bot)  # the grid's rooms, the admin room among them
-    assert first.summary.ok, first.summary.failed
+    # From nothing: no roster yet, so provisioning makes the admin room alone; the whole grid
+    # is made by the running bot after the roster is uploaded there and confirmed.
+    first = await provision(bot)
+    assert first.summary.ok and len(first.summary.created) == 1, first.summary
     reader = Reader(synapse, await bot_token(bot))
     async with bot.db.transaction() as s:
         (room,) = await admin_rooms(s)
@@ -114,7 +122,7 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     await synapse.register(f"xinkaijia-{suffix}", PASSWORD)
     data = yaml.safe_dump({"rows": grown}, allow_unicode=True).encode()
     await _upload(admin, room, "名册.yaml", data, "application/yaml")
-    diff = await wait_for_message(admin, room, _said(bot.user_id, "试运行", NEW), timeout=30)
+    diff = await wait_for_message(admin, room, _said(bot.user_id, "试运行"), timeout=30)
     assert "新增" in diff.body
     await admin.room_send(
         room,
@@ -124,6 +132,11 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     await wait_for_message(admin, room, _said(bot.user_id, "已导入"), timeout=30)
     done = await wait_for_message(admin, room, _said(bot.user_id, "房间调整完成"), timeout=240)
     assert "未能完成" not in done.body, done.body
+    # The progress message ends on the run's last state, not at "建群 30/31".
+    edits = await _edits_of(admin, room, bot.user_id, "建群")
+    assert edits and edits[-1].startswith("核对房间"), edits
+    done_, total = edits[-1].split()[-1].split("/")
+    assert done_ == total, edits
     async with bot.db.transaction() as s:
         assert await s.scalar(select(Enterprise.id).where(Enterprise.name == NEW))
     tree = by_name(await reader.hierarchy(await _province(bot)))
@@ -169,10 +182,12 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     print(f"health {time.monotonic() - started:.1f} s")
     # --- a county admin cannot touch another county ----------------------------------------
     county_id, county_pw = await make_user("county-admin")
+    county = await nio_client(county_id, county_pw)
+    await sync_once(county)
     await send_text(admin, room, f"/管理员 add {county_id} 芦溪县")
     await wait_for_message(admin, room, _said(bot.user_id, "已添加"), timeout=30)
-    await admin.room_invite(room, county_id)
-    county = await nio_client(county_id, county_pw)
+    # Added in chat, the admin is invited into the admin room by the bot itself.
+    assert await wait_for_invite(county, timeout=30) == room
     await county.join(room)
     await sync_once(county)
     other = [dict(r, county="莲花县") for r in rows]
@@ -184,7 +199,42 @@ async def test_admin_room_roster_round_trip_health_and_scope(
     await send_text(admin, room, "/历史 管理")
     history = await wait_for_message(admin, room, _said(bot.user_id, "管理操作记录"), timeout=30)
     assert "import" in history.body and "admin_add" in history.body
+    # Removed in chat, they are removed from the admin room; bot.yaml's admin stays.
+    await send_text(admin, room, f"/管理员 remove {county_id}")
+    await wait_for_message(admin, room, _said(bot.user_id, "已移除"), timeout=30)
+    await _until_membership(reader, room, county_id, "leave", timeout=30)
+    assert (await reader.state(room)).members[admin_id].membership == "join"
     assert time.monotonic() - started < 90
+
+
+async def _until_membership(
+    reader: Reader,
+    room: str,
+    user: str,
+    membership: str,
+    timeout: float = 30,  # noqa: ASYNC109
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        member = (await reader.state(room)).members.get(user)
+        if member is not None and member.membership == membership:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{user} is not {membership} in {room}: {member}")
+        await asyncio.sleep(0.3)
+
+
+async def _edits_of(client: AsyncClient, room: str, bot: str, original: str) -> list[str]:
+    """The texts the bot's message starting with ``original`` was edited to, oldest first."""
+    resp = await client.room_messages(room, start="", limit=100, direction="b")
+    events = [e.source for e in reversed(resp.chunk) if e.sender == bot]
+    first = next(e for e in events if str(e["content"].get("body", "")).startswith(original))
+    return [
+        str(e["content"]["m.new_content"]["body"]).strip()
+        for e in events
+        if (e["content"].get("m.relates_to") or {}).get("event_id") == first["event_id"]
+        and (e["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"
+    ]
 
 
 async def _province(bot: Any) -> str:

@@ -3,9 +3,11 @@ which requests a difference turns into."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+from bot.config import parse_config
+from bot.provision.cli import load_plan
 from bot.provision.plan import (
     ADMIN_ROOM,
     CHIEF,
@@ -35,6 +37,7 @@ from bot.provision.texts import TemplateTexts
 from bot.roster.apply import import_roster
 from bot.sandbox import DEMO_ROSTER
 from messages import Messages
+from storage import admins as admin_store
 from storage.db import Database
 
 BOT = "@gridbot:localhost"
@@ -249,3 +252,31 @@ async def test_bookkeeping_on_sqlite_and_postgresql(db: Database) -> None:
     assert len(pending) == 1
     await store.mark_requests_done(db, pending)
     assert await store.pending_requests(db) == []
+
+
+async def test_admins_named_in_chat_are_in_the_admin_room_for_bot_and_cli(
+    sqlite_db: Database,
+) -> None:
+    """``gridbot provision`` (its --plan here) and the bot's worker read one list: bot.yaml's
+    admins and those added with /admin add, county or not, are the admin room's members;
+    removed in chat, one is out of it again. Only bot.yaml's moderate the spaces."""
+    await demo_plan(sqlite_db)  # the demo roster imported
+    now = datetime.now(UTC)
+    async with sqlite_db.transaction() as s:
+        county = await admin_store.unit_named(s, "芦溪县")
+        assert county is not None
+        await admin_store.add_admin(s, mx("li"), county[0], ADMIN, now)
+        await admin_store.add_admin(s, mx("wang"), None, ADMIN, now)
+    config = parse_config(
+        {"homeserver": "http://x", "user_id": BOT, "password": "x", "admins": [ADMIN]}
+    )
+    plan = await load_plan(sqlite_db, config)
+    assert plan.rooms[ADMIN_ROOM].members == {ADMIN: CHIEF, mx("li"): CHIEF, mx("wang"): CHIEF}
+    spaces = [s for s in plan.rooms.values() if s.is_space]
+    assert spaces and all(ADMIN in s.members for s in spaces)
+    assert not any({mx("li"), mx("wang")} & set(s.members) for s in spaces)
+
+    async with sqlite_db.transaction() as s:
+        await admin_store.remove_admin(s, mx("li"))
+    plan = await load_plan(sqlite_db, config)
+    assert plan.rooms[ADMIN_ROOM].members == {ADMIN: CHIEF, mx("wang"): CHIEF}

@@ -48,6 +48,7 @@ from bot.provision.state import (
 )
 from bot.provision.texts import TemplateTexts
 from messages import Messages
+from storage import admins as admin_store
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,11 @@ class Provisioner:
     async def _run(self, *, adopt: bool) -> Summary:
         async with self.db.transaction() as session:
             roster = await load_roster(session)
+            named = await admin_store.admin_ids(session)
         texts = TemplateTexts(self.messages, self.locale)
-        self.plan = build_plan(roster, admins=self.admins, bot_user_id=self.bot, texts=texts)
+        self.plan = build_plan(
+            roster, admins=self.admins, room_admins=named, bot_user_id=self.bot, texts=texts
+        )
         self.snap = await store.load(self.db)
         self.ids = {k: r.room_id for k, r in self.snap.rooms.items()}
         self.versions = {k: r.room_version for k, r in self.snap.rooms.items()}

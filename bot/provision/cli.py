@@ -20,14 +20,22 @@ from bot.provision.report import format_summary, reporter_for
 from bot.provision.roster import load_roster
 from bot.provision.texts import TemplateTexts
 from messages import Messages
+from storage import admins as admin_store
 from storage.db import Database
 
 
 async def load_plan(db: Database, config: Config, messages: Messages | None = None) -> Plan:
     async with db.transaction() as session:
         roster = await load_roster(session)
+        named = await admin_store.admin_ids(session)
     texts = TemplateTexts(messages or Messages(), config.language)
-    return build_plan(roster, admins=config.admins, bot_user_id=config.user_id, texts=texts)
+    return build_plan(
+        roster,
+        admins=config.admins,
+        room_admins=named,
+        bot_user_id=config.user_id,
+        texts=texts,
+    )
 
 
 async def provision_with_config(

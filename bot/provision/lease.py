@@ -76,15 +76,22 @@ async def _try_take(db: Database, holder: str, seconds: float) -> bool | None:
     return False
 
 
-async def _renew(db: Database, lease: Lease, seconds: float) -> None:
+async def _renew(db: Database, lease: Lease, seconds: float, stop: asyncio.Event) -> None:
+    """Renew every third of the lease until ``stop`` is set (never cancelled mid-write)."""
     while True:
-        await asyncio.sleep(seconds / 3)
-        async with db.transaction() as s:
-            kept = await s.execute(
-                update(ProvisionLease)
-                .where(ProvisionLease.id == _ROW, ProvisionLease.holder == lease.holder)
-                .values(expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
-            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds / 3)
+            return
+        try:
+            async with db.transaction() as s:
+                kept = await s.execute(
+                    update(ProvisionLease)
+                    .where(ProvisionLease.id == _ROW, ProvisionLease.holder == lease.holder)
+                    .values(expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
+                )
+        except Exception as exc:  # the database busy or away: try again at the next third
+            log.warning("provisioning lease not renewed: %s", exc)
+            continue
         if kept.rowcount != 1:  # type: ignore[attr-defined]
             lease.lost = True
             log.error("provisioning lease lost to another run (this one stalled)")
@@ -118,14 +125,17 @@ async def provisioning_lease(
         waited = True
         await asyncio.sleep(POLL_SECONDS)
     lease = Lease(holder, interrupted)
-    renewing = asyncio.create_task(_renew(db, lease, seconds))
+    stop = asyncio.Event()
+    renewing = asyncio.create_task(_renew(db, lease, seconds, stop))
     try:
         yield lease
     except BaseException:
         lease.complete = False
         raise
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        # Told to stop, not cancelled: a renewal cancelled inside its database call could leave
+        # SQLite's write lock held by a lost connection, and the release below (and every other
+        # write of the bot) would then wait for it in vain.
+        stop.set()
+        await asyncio.shield(renewing)
         await asyncio.shield(_release(db, lease))

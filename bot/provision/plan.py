@@ -120,9 +120,21 @@ def _merge(into: dict[str, int], users: Iterable[tuple[str, int]]) -> None:
 
 
 class _Planner:
-    def __init__(self, roster: Roster, admins: Iterable[str], bot_user_id: str, texts: Texts):
+    def __init__(
+        self,
+        roster: Roster,
+        admins: Iterable[str],
+        bot_user_id: str,
+        texts: Texts,
+        room_admins: Iterable[str] = (),
+    ):
         self.r = roster
         self.admins = [a for a in dict.fromkeys(admins) if a != bot_user_id]
+        # Admins named in chat (storage.admins): members of the admin room only, whatever
+        # their county (the room is shared); the spaces are moderated by bot.yaml's admins.
+        self.room_admins = [
+            a for a in dict.fromkeys(room_admins) if a != bot_user_id and a not in self.admins
+        ]
         self.bot = bot_user_id
         self.texts = texts
         self.plan = Plan()
@@ -172,7 +184,7 @@ class _Planner:
             self.texts.name(ADMIN_ROOM),
             self.texts.topic(ADMIN_ROOM),
             tuple(tops),
-            [(a, CHIEF) for a in self.admins],
+            [(a, CHIEF) for a in [*self.admins, *self.room_admins]],
         )
         for unit in owners:
             self._county_rooms(unit)
@@ -412,6 +424,15 @@ class _Planner:
         )
 
 
-def build_plan(roster: Roster, *, admins: Iterable[str], bot_user_id: str, texts: Texts) -> Plan:
-    """The desired rooms for ``roster``: pure, deterministic for the same input."""
-    return _Planner(roster, admins, bot_user_id, texts).build()
+def build_plan(
+    roster: Roster,
+    *,
+    admins: Iterable[str],
+    bot_user_id: str,
+    texts: Texts,
+    room_admins: Iterable[str] = (),
+) -> Plan:
+    """The desired rooms for ``roster``: pure, deterministic for the same input. ``admins``
+    (bot.yaml's) are in the admin room and moderate every space; ``room_admins`` (named in
+    chat) are in the admin room."""
+    return _Planner(roster, admins, bot_user_id, texts, room_admins).build()

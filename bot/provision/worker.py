@@ -67,7 +67,7 @@ class ProvisionWorker:
             if reason.startswith(CHAT_REASON)
         ]
         reporter = chats[-1] if chats else None
-        with reporter or contextlib.nullcontext():
+        async with reporter or contextlib.nullcontext():
             summary = await Provisioner(
                 self.db,
                 MatrixOps(self.client),

@@ -863,6 +863,16 @@ _MAPPING_KEYS = {
 }
 
 
+def mapping_as_text(item: dict[Any, Any]) -> str:
+    """A YAML person mapping as a table cell writes it: 姓名/电话/@账号 (name first; keys this
+    reader does not know keep their place after it)."""
+    order = {"name": 0, "phone": 1, "matrix_id": 2}
+    ranked = sorted(
+        item.items(), key=lambda kv: order.get(_MAPPING_KEYS.get(normalize_header(str(kv[0]))), 3)
+    )
+    return "/".join(_text(v) for _, v in ranked if not _blank(v))
+
+
 def _person_from_mapping(item: dict[Any, Any], header: str, fail: Fail) -> PersonRef | None:
     fields: dict[str, str] = {}
     for k, v in item.items():

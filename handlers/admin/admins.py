@@ -2,7 +2,11 @@
 
 bot.yaml's ``admins`` are the first admins (province-wide) and cannot be removed here. An admin
 added with a county administers that county only; a county admin may add or remove admins of
-their own county only."""
+their own county only.
+
+The admin room's members are bot.yaml's admins and these (bot/provision/plan.py): a change
+queues a provisioning run, which invites a new admin into the room at once and removes one
+taken off (the bot invited them; bot.yaml's admins stay)."""
 
 from __future__ import annotations
 
@@ -11,8 +15,12 @@ from datetime import UTC, datetime
 from bot.commands import Arg, command
 from bot.context import CommandContext
 from bot.errors import UserError
+from bot.provision import store as provision_store
 from handlers.admin.roster import ADMIN_ROLES, ADMIN_ROOMS
 from storage import admins as admin_store
+
+# Why a provisioning run was queued: the admin room's members changed.
+ADMIN_ROOM_REASON = "admin-room:"
 
 
 @command(
@@ -72,6 +80,7 @@ async def admin_command(ctx: CommandContext) -> None:
             user=user,
             unit=unit_name or "*",
         )
+        provision_store.request_provisioning(ctx.session, f"{ADMIN_ROOM_REASON}add {user}")
         ctx.reply("admin_added", user=user, unit=unit_name)
         return
     if verb in ("remove", "rm", "移除", "删除"):
@@ -92,6 +101,7 @@ async def admin_command(ctx: CommandContext) -> None:
             user=user,
             unit=entry.unit_name or "*",
         )
+        provision_store.request_provisioning(ctx.session, f"{ADMIN_ROOM_REASON}remove {user}")
         ctx.reply("admin_removed", user=user)
         return
     raise UserError("admin_usage")

@@ -139,20 +139,18 @@ async def review(
             file=name,
             errors=len(result.errors),
         )
-        if files.suffix_of(name) in files.XLSX_SUFFIXES and any(e.row for e in result.errors):
+        marked = files.annotated(name, data, result.errors)
+        if marked is not None:
             ctx.post(
                 Outgoing(
                     ctx.room_id,
                     None,
-                    attachment=Attachment(
-                        f"{Path(name).stem}-错误标注.xlsx",
-                        files.XLSX_MIME,
-                        data=files.annotated_workbook(data, result.errors),
-                    ),
+                    attachment=Attachment(marked.name, marked.mimetype, data=marked.data),
                 )
             )
         ctx.reply(
             "admin_roster_errors",
+            annotated=marked.kind if marked is not None else None,
             name=name,
             errors=[str(e) for e in result.errors[:SHOW_ERRORS]],
             more=max(0, len(result.errors) - SHOW_ERRORS),
