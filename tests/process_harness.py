@@ -186,6 +186,8 @@ async def make_process_bot(
         "password": password,
         "database_url": database_url or f"sqlite+aiosqlite:///{tmp_path / (localpart + '.db')}",
         "sync": {"timeout_ms": 5000},
+        # Beside the test's files, also when the database is not a file (PostgreSQL).
+        "encryption": {"store_path": str(tmp_path / f"{localpart}.crypto")},
         **settings,
     }
     config_file = tmp_path / f"{localpart}.yaml"
