@@ -15,6 +15,7 @@ import yaml
 from nio import JoinError, RoomPutStateError, RoomPutStateResponse
 from sqlalchemy import select
 
+from bot.provision import apply as provision_apply
 from bot.provision import matrix as provision_matrix
 from bot.provision.state import has_creator_power
 from bot.sandbox.homeserver import Synapse
@@ -408,3 +409,33 @@ async def test_two_runs_at_once_make_each_room_once(
     assert min(first.ops.state_changes, second.ops.state_changes) == 0
     joined = await reader.joined_rooms()
     assert len(joined) == len(set(joined)) == DEMO_ROOMS
+
+
+async def test_a_space_with_more_children_than_a_create_carries_gets_the_rest_put(
+    gridbot: BotFactory,
+    make_user: MakeUser,
+    synapse: Synapse,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A province's grid space links a thousand enterprises; one createRoom carrying them all
+    outlasts the request timeout. With the limit at one link per createRoom, every space still
+    ends with all its children, and a second run changes nothing."""
+    monkeypatch.setattr(provision_apply, "CREATE_CHILD_LIMIT", 1)
+    bot, _rows, _admin = await demo_bot(gridbot, make_user, synapse, tmp_path)
+    first = await provision(bot)
+    assert first.summary.ok, first.summary.failed
+    # Without the limit: one put per room but the top space (its parent link). With it, also
+    # every child link a space could not carry in its createRoom.
+    assert first.ops.calls["put_state"] > DEMO_ROOMS - 1
+    reader = Reader(synapse, await bot_token(bot))
+    async with bot.db.transaction() as session:
+        province = await session.scalar(
+            select(RoomInfo.room_id).where(RoomInfo.kind == "province_space")
+        )
+    tree = await reader.hierarchy(str(province))
+    assert len(tree) == DEMO_ROOMS  # every room reached from the top: no link is missing
+    linked = sum(len(children(r)) for r in tree)
+    assert linked == DEMO_ROOMS - 1
+    again = await provision(bot)
+    assert again.ops.state_changes == 0, again.ops.calls

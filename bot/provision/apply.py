@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.provision import store
@@ -38,6 +38,7 @@ from bot.provision.matrix import MatrixError, MatrixOps
 from bot.provision.plan import Plan, RoomSpec, build_plan
 from bot.provision.roster import load_roster
 from bot.provision.state import (
+    CREATE_CHILD_LIMIT,
     CREATE_INVITE_LIMIT,
     Desired,
     Member,
@@ -298,6 +299,8 @@ class Provisioner:
             version = self.default_version
             desired = self._desired(spec, version)
             invite = sorted(desired.invite)[:CREATE_INVITE_LIMIT]
+            children = dict(sorted(desired.children.items())[:CREATE_CHILD_LIMIT])
+            made = replace(desired, children=children)
             try:
                 room_id = await self.ops.create_room(
                     name=desired.name,
@@ -305,7 +308,7 @@ class Provisioner:
                     space=spec.is_space,
                     room_version=version,
                     invite=invite,
-                    initial_state=_initial_state(desired, self.encrypted and not spec.is_space),
+                    initial_state=_initial_state(made, self.encrypted and not spec.is_space),
                     creation_content={ROOM_KEY: spec.key},
                 )
             except MatrixError as err:
@@ -323,7 +326,7 @@ class Provisioner:
                     topic=desired.topic,
                     power_levels=desired.power_levels,
                     parents=dict(desired.parents),
-                    children=dict(desired.children),
+                    children=children,  # the rest are put when the room is checked
                     members={
                         self.bot: Member("join", self.bot),
                         **{u: Member("invite", self.bot) for u in invite},

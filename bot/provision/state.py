@@ -18,6 +18,11 @@ LAYOUT_VERSION = 1
 # Invites passed inside createRoom (the rest are sent one by one). Synapse refuses a createRoom
 # with more invites than the rc_invites.per_room burst (default 10) for a non-exempt bot.
 CREATE_INVITE_LIMIT = 10
+# Space links passed inside createRoom (the rest are put one by one when the room is checked).
+# Synapse persists a createRoom's state one event after another in one request: a space of a
+# thousand enterprises made in one call outlasts the client's request timeout (seen at 5,000
+# enterprises in bench/province.py), and an unanswered createRoom cannot simply be sent again.
+CREATE_CHILD_LIMIT = 100
 
 JOINED = frozenset({"join", "invite"})
 
