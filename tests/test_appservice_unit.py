@@ -113,3 +113,37 @@ def test_only_an_invite_of_the_bot_is_an_invite() -> None:
     assert invite is not None and invite.is_direct and invite.inviter == "@chief:localhost"
     assert invite_of("@gridbot:localhost", member("@someone:localhost", "invite")) is None
     assert invite_of("@gridbot:localhost", member("@gridbot:localhost", "join")) is None
+
+
+async def test_the_start_up_ping_is_tried_again_when_the_homeserver_fails_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Synapse's first ping of an endpoint it had found down can fail on its side (502); the
+    bot asks again, so the held-back transactions are still sent at once."""
+    from aiohttp import web
+    from nio import AsyncClient
+
+    from bot.appservice.ping import ping_homeserver
+
+    answers = [
+        web.json_response({"errcode": "M_CONNECTION_FAILED", "error": "AlreadyCalled"}, status=502),
+        web.json_response({"duration_ms": 3}),
+    ]
+    seen: list[str] = []
+
+    async def ping(request: web.Request) -> web.Response:
+        seen.append(request.headers["Authorization"])
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_post("/_matrix/client/v1/appservice/gridbot/ping", ping)
+    async with TestServer(app) as server:
+        client = AsyncClient(str(server.make_url("")).rstrip("/"), "@gridbot:localhost")
+        client.access_token = "as-token"
+        try:
+            with caplog.at_level("INFO"):
+                assert await ping_homeserver(client, "gridbot", pause=0.01)
+        finally:
+            await client.close()
+    assert seen == ["Bearer as-token"] * 2
+    assert "reaches the appservice endpoint" in caplog.text

@@ -24,8 +24,36 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT = 30.0
 
 
-async def ping_homeserver(client: AsyncClient, appservice_id: str) -> bool:
-    """Whether the homeserver reached the endpoint; logged either way, never raised."""
+async def ping_homeserver(
+    client: AsyncClient, appservice_id: str, *, tries: int = 3, pause: float = 1.0
+) -> bool:
+    """Whether the homeserver reached the endpoint; logged either way, never raised.
+
+    A failed ping is tried again: Synapse's first request to an endpoint it found down can fail
+    on its own side (seen: 502 ``M_CONNECTION_FAILED``, "AlreadyCalled") while the next works."""
+    for attempt in range(1, tries + 1):
+        status, answer, took = await _ping(client, appservice_id)
+        if status == 200:
+            log.info(
+                "the homeserver reaches the appservice endpoint (ping %.0f ms, round trip %.0f ms)",
+                float((answer or {}).get("duration_ms", 0)),
+                took * 1000,
+            )
+            return True
+        if attempt < tries:
+            log.info("appservice ping failed (%s %s); trying again", status, answer)
+            await asyncio.sleep(pause)
+    log.error(
+        "the homeserver cannot reach the appservice endpoint: %s %s (is the registration's url "
+        "right, and the port open to the homeserver?)",
+        status,
+        answer,
+    )
+    return False
+
+
+async def _ping(client: AsyncClient, appservice_id: str) -> tuple[int | None, object, float]:
+    """(HTTP status or None when the homeserver did not answer, its answer, seconds)."""
     path = f"/_matrix/client/v1/appservice/{quote(appservice_id, safe='')}/ping"
     body = json.dumps({"transaction_id": f"gridbot-{uuid.uuid4().hex[:8]}"})
     headers = {
@@ -41,19 +69,5 @@ async def ping_homeserver(client: AsyncClient, appservice_id: str) -> bool:
             finally:
                 resp.release()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        log.warning("could not ask the homeserver to ping the appservice endpoint: %r", exc)
-        return False
-    if resp.status == 200:
-        log.info(
-            "the homeserver reaches the appservice endpoint (ping %.0f ms, round trip %.0f ms)",
-            float((answer or {}).get("duration_ms", 0)),
-            (time.monotonic() - start) * 1000,
-        )
-        return True
-    log.error(
-        "the homeserver cannot reach the appservice endpoint: %s %s (is the registration's url "
-        "right, and the port open to the homeserver?)",
-        resp.status,
-        answer,
-    )
-    return False
+        return None, repr(exc), time.monotonic() - start
+    return resp.status, answer, time.monotonic() - start
