@@ -44,8 +44,10 @@ async def ping_homeserver(
             log.info("appservice ping failed (%s %s); trying again", status, answer)
             await asyncio.sleep(pause)
     log.error(
-        "the homeserver cannot reach the appservice endpoint: %s %s (is the registration's url "
-        "right, and the port open to the homeserver?)",
+        "the homeserver's ping of the appservice endpoint failed %d times, last: %s %s (if it "
+        "could not connect: is the registration's url right, and the port open to it?); "
+        "transactions it holds back come with its next retry",
+        tries,
         status,
         answer,
     )
