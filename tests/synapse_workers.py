@@ -35,7 +35,6 @@ import re
 import secrets
 import signal
 import socket
-import sys
 import tempfile
 import time
 import uuid
@@ -55,8 +54,8 @@ from bot.sandbox.homeserver import (
     STOP_TIMEOUT,
     Synapse,
     SynapseError,
-    _die_with_parent,
     free_port,
+    spawn,
     wait_answering,
 )
 
@@ -438,20 +437,11 @@ class SynapseWorkers:
     async def _start_worker(self, w: _Worker) -> None:
         console = await asyncio.to_thread(w.console_path.open, "wb")
         try:
-            w.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
+            w.proc = await spawn(
                 "synapse.app.generic_worker",
-                "-c",
-                str(self.data_dir / "homeserver.yaml"),
-                "-c",
-                str(w.config_path),
+                [self.data_dir / "homeserver.yaml", w.config_path],
                 cwd=self.data_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=console,
-                stderr=console,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
+                console=console,
             )
         finally:
             console.close()

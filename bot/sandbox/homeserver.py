@@ -110,6 +110,26 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()
 
 
+async def spawn(
+    app: str, configs: list[Path], *, cwd: Path, console: Any
+) -> asyncio.subprocess.Process:
+    """Start a Synapse process (``app``: its module) with these config files, in its own
+    session, dying with its parent, its output into ``console``."""
+    args = [arg for path in configs for arg in ("-c", str(path))]
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        app,
+        *args,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=console,
+        stderr=console,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
 async def wait_answering(
     proc: asyncio.subprocess.Process, url: str, what: str, log_tail: Callable[[], str]
 ) -> None:
@@ -193,18 +213,8 @@ class Synapse:
             )
         console = await asyncio.to_thread(self._open_console)
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "synapse.app.homeserver",
-                "-c",
-                str(self.config_path),
-                cwd=self.data_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=console,
-                stderr=console,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
+            self._proc = await spawn(
+                "synapse.app.homeserver", [self.config_path], cwd=self.data_dir, console=console
             )
         finally:
             console.close()
