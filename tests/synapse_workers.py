@@ -57,6 +57,7 @@ from bot.sandbox.homeserver import (
     free_port,
     spawn,
     wait_answering,
+    write_log_config,
 )
 
 PG_HOST = os.environ.get("GRIDBOT_PG_HOST", "127.0.0.1")
@@ -229,26 +230,9 @@ class _Worker:
             "worker_pid_file": str(self.data_dir / f"{self.name}.pid"),
         }
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        loggers: dict[str, Any] = {"synapse.storage.SQL": {"level": "WARNING"}}
-        if self.access_log:
-            # One INFO line per request: the proof that this worker served it.
-            loggers["synapse.access"] = {"level": "INFO"}
-        log_cfg = {
-            "version": 1,
-            "formatters": {"precise": {"format": _LOG_FORMAT}},
-            "handlers": {
-                "file": {
-                    "class": "logging.FileHandler",
-                    "formatter": "precise",
-                    "filename": str(self.log_path),
-                    "encoding": "utf8",
-                }
-            },
-            "loggers": loggers,
-            "root": {"level": log_level, "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }
-        self.log_config_path.write_text(yaml.safe_dump(log_cfg, sort_keys=False), encoding="utf-8")
+        # One INFO line per request: the proof that this worker served it.
+        loggers = {"synapse.access": {"level": "INFO"}} if self.access_log else {}
+        write_log_config(self.log_config_path, self.log_path, log_level, loggers)
 
 
 def _tail(path: Path, lines: int) -> str:

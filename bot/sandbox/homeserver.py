@@ -110,6 +110,29 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()
 
 
+def write_log_config(
+    path: Path, log_path: Path, level: str, loggers: dict[str, Any] | None = None
+) -> None:
+    """A Synapse process's log config: everything at ``level`` into ``log_path``, SQL quiet,
+    ``loggers`` (name → settings) on top."""
+    cfg = {
+        "version": 1,
+        "formatters": {"precise": {"format": _LOG_FORMAT}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "formatter": "precise",
+                "filename": str(log_path),
+                "encoding": "utf8",
+            }
+        },
+        "loggers": {"synapse.storage.SQL": {"level": "WARNING"}, **(loggers or {})},
+        "root": {"level": level, "handlers": ["file"]},
+        "disable_existing_loggers": False,
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+
+
 async def spawn(
     app: str, configs: list[Path], *, cwd: Path, console: Any
 ) -> asyncio.subprocess.Process:
@@ -326,22 +349,7 @@ class Synapse:
         cfg.update(self.extra)
         self._shared_secret = str(cfg["registration_shared_secret"])
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        log_cfg = {
-            "version": 1,
-            "formatters": {"precise": {"format": _LOG_FORMAT}},
-            "handlers": {
-                "file": {
-                    "class": "logging.FileHandler",
-                    "formatter": "precise",
-                    "filename": str(self.log_path),
-                    "encoding": "utf8",
-                }
-            },
-            "loggers": {"synapse.storage.SQL": {"level": "WARNING"}},
-            "root": {"level": self.log_level, "handlers": ["file"]},
-            "disable_existing_loggers": False,
-        }
-        (d / "log.config").write_text(yaml.safe_dump(log_cfg, sort_keys=False), encoding="utf-8")
+        write_log_config(d / "log.config", self.log_path, self.log_level)
 
     async def _wait_ready(self) -> None:
         assert self._proc is not None
