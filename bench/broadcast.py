@@ -51,7 +51,7 @@ from nio import (  # noqa: E402
 )
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import PASSWORD, bounded, login, process_cpu, wait_ready  # noqa: E402
+from bench.common import PASSWORD, bounded, broadcast_phases, login, process_cpu, wait_ready  # noqa: E402
 from bench.interleave import Result, Stats, interleave, paired_ratios, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse  # noqa: E402
 
@@ -528,27 +528,9 @@ class GridBotSide:
 
     async def _phases(self, wall0: float) -> tuple[float, float, float]:
         """Seconds after 确认 was sent: when it was handled, first and last post sent."""
-        from storage import notices as N
-        from storage.models import InboxEvent, OutboxMessage
-
-        since = datetime.fromtimestamp(wall0, UTC)
         world = self.bench.world
         async with self.db.transaction() as s:
-            handled = await s.scalar(
-                select(InboxEvent.handled_at)
-                .where(InboxEvent.room_id == world.dm, InboxEvent.sender == world.ids["issuer"])
-                .order_by(InboxEvent.seq.desc())
-                .limit(1)
-            )
-            first, last = (
-                await s.execute(
-                    select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
-                    .join(N.NoticeDelivery, N.NoticeDelivery.outbox_id == OutboxMessage.id)
-                    .where(N.NoticeDelivery.part == N.PART_POST, OutboxMessage.sent_at >= since)
-                )
-            ).one()
-        stamps = [t.timestamp() - wall0 if t else float("nan") for t in (handled, first, last)]
-        return stamps[0], stamps[1], stamps[2]
+            return await broadcast_phases(s, world.dm, world.ids["issuer"], wall0)
 
 
 async def _until(

@@ -1,5 +1,6 @@
 """What every benchmark shares: the password of its throw-away accounts, a plain nio login,
-bounded concurrency, a process's CPU time, and waiting for an in-process GridBot to be ready.
+bounded concurrency, a process's CPU time, waiting for an in-process GridBot to be ready, and
+the phases of a broadcast read from its database.
 
 The interleaving of GridBot with its baseline and the statistics are in bench/interleave.py.
 """
@@ -68,3 +69,39 @@ async def wait_ready(bot: Any, run_task: asyncio.Task[None], within: float = 180
     if waiter not in done:
         waiter.cancel()
         raise TimeoutError(f"GridBot not ready within {within} s")
+
+
+async def broadcast_phases(
+    session: Any, room_id: str, issuer: str, wall0: float
+) -> tuple[float, float, float]:
+    """Seconds after ``wall0`` (when 确认 was sent): when the issuer's last event in ``room_id``
+    was handled, and when the first and the last notice post were sent (NaN if not yet)."""
+    import math
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from storage import notices as N
+    from storage.models import InboxEvent, OutboxMessage
+
+    handled = await session.scalar(
+        select(InboxEvent.handled_at)
+        .where(InboxEvent.room_id == room_id, InboxEvent.sender == issuer)
+        .order_by(InboxEvent.seq.desc())
+        .limit(1)
+    )
+    since = datetime.fromtimestamp(wall0, UTC)
+    first, last = (
+        await session.execute(
+            select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
+            .join(N.NoticeDelivery, N.NoticeDelivery.outbox_id == OutboxMessage.id)
+            .where(N.NoticeDelivery.part == N.PART_POST, OutboxMessage.sent_at >= since)
+        )
+    ).one()
+
+    def after(t: datetime | None) -> float:
+        if t is None:
+            return math.nan
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() - wall0
+
+    return after(handled), after(first), after(last)

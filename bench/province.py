@@ -81,7 +81,7 @@ import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.common import PASSWORD, bounded, login, process_cpu  # noqa: E402
+from bench.common import PASSWORD, bounded, broadcast_phases, login, process_cpu  # noqa: E402
 from bench.interleave import Result, Stats, interleave, paired_ratios, print_summary  # noqa: E402
 from bot.sandbox.homeserver import Synapse, free_port  # noqa: E402
 
@@ -583,37 +583,14 @@ class Broadcasts:
 
     async def _phases(self, wall0: float) -> tuple[float, float, float]:
         """Seconds after 确认 was sent: when it was handled, the first and the last post sent."""
-        from datetime import UTC, datetime
-
-        from storage import notices as N
         from storage.db import Database
-        from storage.models import InboxEvent, OutboxMessage
 
-        def after(t: datetime | None) -> float:
-            if t is None:
-                return math.nan
-            return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() - wall0
-
-        since = datetime.fromtimestamp(wall0, UTC)
         db = Database(self.db_url)
         try:
             async with db.transaction() as s:
-                handled = await s.scalar(
-                    select(InboxEvent.handled_at)
-                    .where(InboxEvent.room_id == self.dm, InboxEvent.sender == self.issuer.user_id)
-                    .order_by(InboxEvent.seq.desc())
-                    .limit(1)
-                )
-                first, last = (
-                    await s.execute(
-                        select(func.min(OutboxMessage.sent_at), func.max(OutboxMessage.sent_at))
-                        .join(N.NoticeDelivery, N.NoticeDelivery.outbox_id == OutboxMessage.id)
-                        .where(N.NoticeDelivery.part == N.PART_POST, OutboxMessage.sent_at >= since)
-                    )
-                ).one()
+                return await broadcast_phases(s, self.dm, self.issuer.user_id, wall0)
         finally:
             await db.close()
-        return after(handled), after(first), after(last)
 
     async def gridbot(self) -> float:
         from bench.broadcast import WATCH_FILTER, issuer_wait, notice_text, send_ok
