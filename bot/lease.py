@@ -22,13 +22,12 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from storage import leases
 from storage.db import Database, is_unavailable
-from storage.models import RunnerLease
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +51,13 @@ class Lease:
 
 async def try_take(db: Database, name: str, holder: str, seconds: float) -> bool:
     """Take the lease if it is free, expired, or already ours; whether we hold it now."""
-    now = datetime.now(UTC)
-    until = now + timedelta(seconds=seconds)
     async with db.transaction() as s:
-        taken = await s.execute(
-            update(RunnerLease)
-            .where(
-                RunnerLease.name == name,
-                or_(
-                    RunnerLease.holder.is_(None),
-                    RunnerLease.holder == holder,
-                    RunnerLease.expires_at < now,
-                ),
-            )
-            .values(holder=holder, expires_at=until, taken_at=now)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-        if await s.get(RunnerLease, name) is not None:
-            return False
+        taken = await leases.take(s, name, holder, seconds)
+    if taken is not None:
+        return taken
     try:
         async with db.transaction() as s:
-            s.add(RunnerLease(name=name, holder=holder, expires_at=until, taken_at=now))
+            leases.add(s, name, holder, seconds)
     except IntegrityError:
         return False  # another process made the row first and holds it
     return True
@@ -82,12 +66,7 @@ async def try_take(db: Database, name: str, holder: str, seconds: float) -> bool
 async def current_holder(db: Database, name: str = INBOX) -> tuple[str | None, datetime | None]:
     """(holder, expires_at) of the lease as stored."""
     async with db.transaction() as s:
-        row = (
-            await s.execute(
-                select(RunnerLease.holder, RunnerLease.expires_at).where(RunnerLease.name == name)
-            )
-        ).first()
-    return (row[0], row[1]) if row else (None, None)
+        return await leases.holder_of(s, name)
 
 
 async def _renew(db: Database, lease: Lease) -> None:
@@ -99,11 +78,7 @@ async def _renew(db: Database, lease: Lease) -> None:
         await asyncio.sleep(lease.seconds / 3)
         try:
             async with db.transaction() as s:
-                kept = await s.execute(
-                    update(RunnerLease)
-                    .where(RunnerLease.name == lease.name, RunnerLease.holder == lease.holder)
-                    .values(expires_at=datetime.now(UTC) + timedelta(seconds=lease.seconds))
-                )
+                kept = await leases.extend(s, lease.name, lease.holder, lease.seconds)
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
@@ -112,7 +87,7 @@ async def _renew(db: Database, lease: Lease) -> None:
             log.error("inbox lease ran out while the database was away: stopping")
             lease.lost.set()
             return
-        if kept.rowcount != 1:  # type: ignore[attr-defined]
+        if not kept:
             log.error("inbox lease taken over by another process (this one stalled): stopping")
             lease.lost.set()
             return
@@ -122,11 +97,7 @@ async def _renew(db: Database, lease: Lease) -> None:
 async def _release(db: Database, lease: Lease) -> None:
     with contextlib.suppress(Exception):  # unreleased, it simply expires
         async with db.transaction() as s:
-            await s.execute(
-                update(RunnerLease)
-                .where(RunnerLease.name == lease.name, RunnerLease.holder == lease.holder)
-                .values(holder=None, expires_at=None)
-            )
+            await leases.release(s, lease.name, lease.holder)
 
 
 @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import leases
 from storage.models import (
     Admin,
     AdminAudit,
@@ -24,7 +25,6 @@ from storage.models import (
     OutboxMessage,
     Person,
     Role,
-    RunnerLease,
     ScheduledJob,
 )
 
@@ -316,13 +316,7 @@ class Health:
 async def health(session: AsyncSession, now: datetime, since: datetime) -> Health:
     """Figures for /health; failures and errors are counted since ``since`` (the bot's start)."""
     h = Health()
-    lease = (
-        await session.execute(
-            select(RunnerLease.holder, RunnerLease.expires_at).where(RunnerLease.name == "inbox")
-        )
-    ).first()
-    if lease is not None:
-        h.lease_holder, h.lease_until = lease[0], lease[1]
+    h.lease_holder, h.lease_until = await leases.holder_of(session, "inbox")
     h.inbox_pending = int(
         await session.scalar(select(func.count()).where(InboxEvent.handled_at.is_(None))) or 0
     )
